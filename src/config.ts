@@ -1,0 +1,164 @@
+/**
+ * The hub's one typed configuration. Defaults serve a developer's laptop; a JSON config
+ * file and CLI flags are merged over them, validated, and frozen. Components receive
+ * their slice, never `process.env`.
+ */
+import { ConfigError } from './errors.js'
+
+export interface ProtocolLimits {
+  /** Allowed |sender clock − hub clock| for CONNECT passwords and envelopes, in ms. */
+  skewMs: number
+  /** Largest MQTT payload the hub decodes, in bytes (also caps inflated bodies). */
+  payloadBytesMax: number
+  /** Replay guard: remembered (sender, id) pairs per principal before the oldest go. */
+  replayIdsPerPrincipalMax: number
+  /** Replay guard: remembered pairs in total, across all principals. */
+  replayIdsTotalMax: number
+}
+
+export interface ClientLimits {
+  /** Sustained publishes per second allowed per client (token bucket refill rate). */
+  publishesPerSecond: number
+  /** Burst of publishes allowed above the sustained rate. */
+  publishBurst: number
+  /** Rejected (undecodable, unauthorised, rate-limited) packets tolerated per window before disconnect. */
+  badPacketsMax: number
+  /** Window over which bad packets are counted, in ms. */
+  badPacketsWindowMs: number
+  /** Subscriptions per client. */
+  subscriptionsMax: number
+}
+
+export interface TlsConfig {
+  /** PEM certificate chain file. */
+  certFile: string
+  /** PEM private key file. */
+  keyFile: string
+  /** Port for MQTT over TLS. */
+  port: number
+}
+
+export interface HubConfig {
+  /** Interface the listeners bind to. */
+  host: string
+  /** MQTT over TCP. 0 picks a free port (tests). */
+  mqttPort: number
+  /** HTTP API; MQTT over WebSocket is served on the same port at `mqttWsPath`. 0 picks a free port. */
+  httpPort: number
+  /** Path of the MQTT-over-WebSocket endpoint on the HTTP port. */
+  mqttWsPath: string
+  /** MQTT over TLS, when a certificate and key are given. */
+  tls: TlsConfig | null
+  /** SQLite file, admin token and node key live here. */
+  dataDir: string
+  /** Development mode of protocol-v1 §2: admits anonymous clients outside mn/v1/. */
+  allowAnonymous: boolean
+  /** Admin token for the HTTP API; generated and kept in dataDir when null. */
+  adminToken: string | null
+  /** Sign Acks with the hub node's key (COSE_Sign1). */
+  signAcks: boolean
+  protocol: ProtocolLimits
+  clients: ClientLimits
+  /** pino level. */
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Interval for rate-limited rejection log lines, in ms. */
+  rejectionLogIntervalMs: number
+}
+
+export const DEFAULT_CONFIG: HubConfig = Object.freeze({
+  host: '0.0.0.0',
+  mqttPort: 1883,
+  httpPort: 8080,
+  mqttWsPath: '/mqtt',
+  tls: null,
+  dataDir: './data',
+  allowAnonymous: false,
+  adminToken: null,
+  signAcks: false,
+  protocol: Object.freeze({
+    skewMs: 120_000,
+    payloadBytesMax: 64 * 1024,
+    replayIdsPerPrincipalMax: 50_000,
+    replayIdsTotalMax: 1_000_000,
+  }),
+  clients: Object.freeze({
+    publishesPerSecond: 1_000,
+    publishBurst: 2_000,
+    badPacketsMax: 50,
+    badPacketsWindowMs: 60_000,
+    subscriptionsMax: 100,
+  }),
+  logLevel: 'info',
+  rejectionLogIntervalMs: 10_000,
+}) as HubConfig
+
+export type HubConfigInput = Partial<Omit<HubConfig, 'protocol' | 'clients' | 'tls'>> & {
+  protocol?: Partial<ProtocolLimits>
+  clients?: Partial<ClientLimits>
+  tls?: TlsConfig | null
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+/** Merges input over the defaults, validates every field and returns a frozen config. */
+export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> {
+  const known = new Set([...Object.keys(DEFAULT_CONFIG), 'protocol', 'clients', 'tls'])
+  for (const key of Object.keys(input)) {
+    if (!known.has(key)) throw new ConfigError(`unknown config key "${key}"`)
+  }
+  const config: HubConfig = {
+    ...DEFAULT_CONFIG,
+    ...stripUndefined(input),
+    protocol: { ...DEFAULT_CONFIG.protocol, ...stripUndefined(input.protocol ?? {}) },
+    clients: { ...DEFAULT_CONFIG.clients, ...stripUndefined(input.clients ?? {}) },
+    tls: input.tls ?? null,
+  }
+  requireString('host', config.host)
+  requirePort('mqttPort', config.mqttPort)
+  requirePort('httpPort', config.httpPort)
+  requireString('dataDir', config.dataDir)
+  if (!config.mqttWsPath.startsWith('/')) throw new ConfigError('mqttWsPath must start with "/"')
+  if (typeof config.allowAnonymous !== 'boolean') throw new ConfigError('allowAnonymous must be a boolean')
+  if (typeof config.signAcks !== 'boolean') throw new ConfigError('signAcks must be a boolean')
+  if (config.adminToken !== null && (typeof config.adminToken !== 'string' || config.adminToken.length < 16)) {
+    throw new ConfigError('adminToken must be a string of at least 16 characters')
+  }
+  if (config.tls) {
+    requireString('tls.certFile', config.tls.certFile)
+    requireString('tls.keyFile', config.tls.keyFile)
+    requirePort('tls.port', config.tls.port)
+  }
+  for (const [key, value] of Object.entries(config.protocol)) requirePositiveInt(`protocol.${key}`, value)
+  for (const [key, value] of Object.entries(config.clients)) requirePositiveInt(`clients.${key}`, value)
+  requirePositiveInt('rejectionLogIntervalMs', config.rejectionLogIntervalMs)
+  if (!LOG_LEVELS.includes(config.logLevel)) throw new ConfigError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
+  return deepFreeze(config)
+}
+
+function stripUndefined<T extends object> (value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+function requireString (name: string, value: unknown): void {
+  if (typeof value !== 'string' || value.length === 0) throw new ConfigError(`${name} must be a non-empty string`)
+}
+
+function requirePort (name: string, value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 65535) {
+    throw new ConfigError(`${name} must be an integer port from 0 to 65535, got ${String(value)}`)
+  }
+}
+
+function requirePositiveInt (name: string, value: unknown): void {
+  if (!Number.isSafeInteger(value) || (value as number) <= 0) {
+    throw new ConfigError(`${name} must be a positive integer, got ${String(value)}`)
+  }
+}
+
+function deepFreeze<T> (value: T): T {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner)
+    Object.freeze(value)
+  }
+  return value
+}
