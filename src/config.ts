@@ -27,6 +27,8 @@ export interface ClientLimits {
   badPacketsWindowMs: number
   /** Subscriptions per client. */
   subscriptionsMax: number
+  /** Largest MQTT packet read at all, in bytes; a larger one ends the connection before it is buffered. */
+  packetBytesMax: number
 }
 
 export interface TlsConfig {
@@ -87,6 +89,7 @@ export const DEFAULT_CONFIG: HubConfig = Object.freeze({
     badPacketsMax: 50,
     badPacketsWindowMs: 60_000,
     subscriptionsMax: 100,
+    packetBytesMax: 256 * 1024,
   }),
   logLevel: 'info',
   rejectionLogIntervalMs: 10_000,

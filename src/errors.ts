@@ -48,3 +48,33 @@ export class UnauthorizedError extends MetanodeError {
     this.name = 'UnauthorizedError'
   }
 }
+
+export class PayloadTooLargeError extends MetanodeError {
+  constructor (message: string) {
+    super('MN_ERR_PAYLOAD_TOO_LARGE', message, 413)
+    this.name = 'PayloadTooLargeError'
+  }
+}
+
+export class UnsupportedMediaTypeError extends MetanodeError {
+  constructor (message = 'the request body must be application/json') {
+    super('MN_ERR_UNSUPPORTED_MEDIA_TYPE', message, 415)
+    this.name = 'UnsupportedMediaTypeError'
+  }
+}
+
+/** The database was written by a newer hub, or a migration failed; the hub must not start on it. */
+export class StoreSchemaError extends MetanodeError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('MN_ERR_STORE_SCHEMA', message, 500, options)
+    this.name = 'StoreSchemaError'
+  }
+}
+
+/** What an HTTP client sees for a bug of ours: the detail goes to the log, never to the client. */
+export class InternalError extends MetanodeError {
+  constructor (message = 'internal error') {
+    super('MN_ERR_INTERNAL', message, 500)
+    this.name = 'InternalError'
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Topic access of protocol-v1 §3, as pure functions of who the client is and the topic.
+ */
+import type { Role } from './principal-keys.js'
+
+export type ClientIdentity =
+  | { kind: 'principal', id: string, role: Role }
+  | { kind: 'anonymous' }
+
+export const RESERVED_PREFIX = 'mn/v1/'
+const BRIDGE_PREFIX = 'mn/v1/bridge/'
+const NODE_PREFIX = 'mn/v1/n/'
+const DOWN_TOPIC = /^mn\/v1\/d\/[0-9a-f]{32}\/down$/
+
+export function upTopic (id: string): string {
+  return `mn/v1/d/${id}/up`
+}
+
+export function downTopic (id: string): string {
+  return `mn/v1/d/${id}/down`
+}
+
+export function bridgeTopic (typeName: string, id: string): string {
+  return `mn/v1/bridge/${typeName}/${id}`
+}
+
+export function isReserved (topic: string): boolean {
+  return topic.startsWith(RESERVED_PREFIX)
+}
+
+/**
+ * `up`: the device's own uplink, handled by the hub's pipeline. `allow`: routed as MQTT.
+ * `deny`: acknowledged as its QoS requires and discarded (§3).
+ */
+export type PublishDecision = 'up' | 'allow' | 'deny'
+
+export function publishDecision (who: ClientIdentity, topic: string): PublishDecision {
+  if (who.kind === 'anonymous') return isReserved(topic) ? 'deny' : 'allow'
+  switch (who.role) {
+    case 'device':
+      return topic === upTopic(who.id) ? 'up' : 'deny'
+    case 'service':
+      return DOWN_TOPIC.test(topic) ? 'allow' : 'deny'
+    case 'node':
+      return topic.startsWith(NODE_PREFIX) ? 'allow' : 'deny'
+  }
+}
+
+export function maySubscribe (who: ClientIdentity, filter: string): boolean {
+  if (who.kind === 'anonymous') return !isReserved(filter)
+  switch (who.role) {
+    case 'device':
+      return filter === downTopic(who.id)
+    case 'service':
+      return filter.startsWith(BRIDGE_PREFIX)
+    case 'node':
+      return filter.startsWith(BRIDGE_PREFIX) || filter.startsWith(NODE_PREFIX)
+  }
+}
+
+/**
+ * A wildcard such as `#` is granted to an anonymous client, but nothing under mn/v1/ may
+ * ever reach it (§2); principals only hold filters inside their own space.
+ */
+export function mayReceive (who: ClientIdentity, topic: string): boolean {
+  return who.kind === 'principal' || !isReserved(topic)
+}

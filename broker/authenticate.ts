@@ -1,0 +1,68 @@
+/**
+ * CONNECT authentication of protocol-v1 §2, in the order the contract fixes:
+ * client id ≠ username → 5; unknown id → 4; password not 88 bytes or bad signature → 4;
+ * ts outside the skew window → 4; nonce already used → 4; revoked → 5 (after the
+ * signature, so only the key's holder learns of the revocation). Only an accepted
+ * CONNECT records its nonce.
+ */
+import type { Client, AuthenticateError } from 'aedes'
+import { parseConnectPassword, toHex } from '../src/protocol/index.js'
+import { verifyEd25519 } from './principal-keys.js'
+import type { BrokerContext } from './context.js'
+
+type Done = (error: AuthenticateError | null, success: boolean | null) => void
+
+const RETURN_CODE_MESSAGES: Record<number, string> = {
+  2: 'identifier rejected',
+  4: 'bad user name or password',
+  5: 'not authorized',
+}
+
+export function createAuthenticate (ctx: BrokerContext) {
+  const skewMs = ctx.config.protocol.skewMs
+
+  function refuse (done: Done, returnCode: 2 | 4 | 5): void {
+    ctx.metrics.connects.inc({ result: String(returnCode) })
+    const err = new Error(RETURN_CODE_MESSAGES[returnCode]) as AuthenticateError
+    ;(err as { returnCode: number }).returnCode = returnCode
+    done(err, null)
+  }
+
+  return function authenticate (client: Client, username: string | undefined, password: Buffer | undefined, done: Done): void {
+    const state = ctx.clients.get(client)
+    if (!state) return refuse(done, 5)
+    // [MQTT-3.1.3-8]: a zero-length client id with CleanSession 0 gets return code 2.
+    // Aedes has already replaced the empty id by then, so the id as sent is kept from preConnect.
+    if (state.sentClientId === '' && !state.cleanSession) return refuse(done, 2)
+
+    if (password === undefined && ctx.config.allowAnonymous) {
+      // An anonymous client must not take the id, and with it the session, of a principal.
+      if (state.sentClientId !== '' && ctx.directory.get(state.sentClientId)) return refuse(done, 5)
+      state.identity = { kind: 'anonymous' }
+      ctx.metrics.connects.inc({ result: 'anonymous' })
+      return done(null, true)
+    }
+
+    if (username === undefined || state.sentClientId !== username) return refuse(done, 5)
+    const principal = ctx.directory.get(username)
+    if (!principal) return refuse(done, 4)
+    const parsed = password ? parseConnectPassword(password) : null
+    if (!parsed) return refuse(done, 4)
+
+    verifyEd25519(principal.key, parsed.signingInput, parsed.signature).then(valid => {
+      if (!valid) return refuse(done, 4)
+      const nowMs = Date.now()
+      if (Math.abs(parsed.ts - nowMs) > skewMs) return refuse(done, 4)
+      const nonce = toHex(parsed.nonce)
+      if (ctx.connectNonces.has(principal.id, nonce)) return refuse(done, 4)
+      // Read again: a revocation may have landed while the signature was being checked.
+      const current = ctx.directory.get(principal.id)
+      if (!current || current.revoked) return refuse(done, 5)
+      ctx.connectNonces.add(principal.id, nonce, nowMs)
+      state.identity = { kind: 'principal', id: principal.id, role: principal.role }
+      state.principal = current
+      ctx.metrics.connects.inc({ result: 'accepted' })
+      done(null, true)
+    }, () => refuse(done, 4))
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The embedded Aedes broker with Metanode's hooks. It never binds ports: the hub owns the
+ * TCP, TLS and WebSocket listeners and hands each connection to `handle` (Aedes's own
+ * pattern). It knows nothing of HTTP.
+ */
+import { Aedes, type Client, type ConnectPacket } from 'aedes'
+import type { Duplex } from 'node:stream'
+import type { IncomingMessage } from 'node:http'
+import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
+import { ReplayGuard, type Signer } from '../src/protocol/index.js'
+import type { HubConfig } from '../src/config.js'
+import { PrincipalDirectory, type PrincipalRecord } from './principal-keys.js'
+import { TokenBucket, BadPacketCounter } from './client-limits.js'
+import { guardPacketSize } from './packet-size-guard.js'
+import { InOrder } from './in-order.js'
+import { RejectionLog } from './rejections.js'
+import { createBrokerMetrics } from './metrics.js'
+import { UpPipeline, type MessageHandler } from './up-pipeline.js'
+import { createAuthenticate } from './authenticate.js'
+import { createAuthorizePublish } from './authorize-publish.js'
+import { createAuthorizeSubscribe } from './authorize-subscribe.js'
+import { createAuthorizeForward } from './authorize-forward.js'
+import type { BrokerContext, ClientState } from './context.js'
+
+export { FeatureRejection, type MessageHandler, type AcceptedMessage } from './up-pipeline.js'
+export type { PrincipalRecord, Role } from './principal-keys.js'
+export { upTopic, downTopic, bridgeTopic } from './acl.js'
+
+export interface BrokerOptions {
+  config: Readonly<HubConfig>
+  /** The hub node's principal id: the src of Acks and key 10 of bridge records. */
+  hubId: string
+  /** Reads a principal from the registry. */
+  lookupPrincipal: (id: string) => PrincipalRecord | undefined
+  log: Logger
+  registry: Registry
+  /** Signs Acks with the hub's key when set. */
+  signAck?: Signer
+  /** Feature handlers by message type code, run after a message is bridged. */
+  handlers?: ReadonlyMap<number, MessageHandler>
+}
+
+export interface MetanodeBroker {
+  readonly aedes: Aedes
+  /** Serves one MQTT connection (TCP socket, TLS socket or WebSocket stream). */
+  handle (conn: Duplex, req?: IncomingMessage): void
+  /** Publishes at QoS 1, never retained; resolves once the broker has taken it. */
+  publish (topic: string, payload: Buffer): Promise<void>
+  /** Closes a principal's live session at once and refuses it from now on. */
+  revoke (id: string): void
+  close (): Promise<void>
+}
+
+export async function createBroker (options: BrokerOptions): Promise<MetanodeBroker> {
+  const { config, log } = options
+  const limits = config.protocol
+  const metrics = createBrokerMetrics(options.registry)
+  const rejections = new RejectionLog(log, metrics, config.rejectionLogIntervalMs)
+  // Ids and nonces are remembered for twice the skew window, as §4 asks: a message
+  // stamped at the far edge of the window must still be caught on the way back.
+  const guardOptions = { windowMs: 2 * limits.skewMs, perKeyMax: limits.replayIdsPerPrincipalMax, totalMax: limits.replayIdsTotalMax }
+  const aedes = new Aedes({ connectTimeout: 10_000, heartbeatInterval: 60_000 })
+  await aedes.listen()
+
+  const publish = (topic: string, payload: Buffer): Promise<void> => new Promise((resolve, reject) => {
+    aedes.publish({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false }, err => err ? reject(err) : resolve())
+  })
+
+  const ctx: BrokerContext = {
+    config,
+    log,
+    directory: new PrincipalDirectory(options.lookupPrincipal),
+    connectNonces: new ReplayGuard(guardOptions),
+    clients: new WeakMap(),
+    dropped: new WeakSet(),
+    rejections,
+    metrics,
+    pipeline: new UpPipeline({
+      hubId: options.hubId,
+      limits,
+      replay: new ReplayGuard(guardOptions),
+      publish,
+      rejections,
+      metrics,
+      signAck: options.signAck,
+      handlers: options.handlers ?? new Map(),
+    }),
+    countBad (client, state, reason) {
+      if (reason) rejections.record(reason, state.identity?.kind === 'principal' ? state.identity.id : client.id)
+      if (state.badPackets.add()) {
+        metrics.disconnectsForAbuse.inc()
+        log.warn({ clientId: client.id }, 'disconnecting client after repeated bad traffic')
+        setImmediate(() => client.close())
+      }
+    },
+  }
+
+  aedes.preConnect = (client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void) => {
+    const state = ctx.clients.get(client)
+    if (state) {
+      state.sentClientId = packet.clientId
+      state.cleanSession = packet.clean !== false
+    }
+    done(null, true)
+  }
+  aedes.authenticate = createAuthenticate(ctx)
+  aedes.authorizePublish = createAuthorizePublish(ctx)
+  aedes.authorizeSubscribe = createAuthorizeSubscribe(ctx)
+  aedes.authorizeForward = createAuthorizeForward(ctx)
+
+  // Acknowledged-but-dropped packets stop here instead of being routed.
+  const routePublish = aedes.publish.bind(aedes)
+  aedes.publish = function publishUnlessDropped (packet, clientOrDone?: unknown, done?: unknown) {
+    if (ctx.dropped.has(packet)) {
+      const callback = (typeof clientOrDone === 'function' ? clientOrDone : done) as ((err?: Error) => void) | undefined
+      if (callback) process.nextTick(callback)
+      return
+    }
+    return (routePublish as (...args: unknown[]) => void)(packet, clientOrDone, done)
+  } as Aedes['publish']
+
+  aedes.on('clientReady', client => {
+    metrics.clients.inc()
+    const identity = ctx.clients.get(client)?.identity
+    // A CONNECT that raced a revocation registers after it: look once more now.
+    if (identity?.kind === 'principal') {
+      ctx.directory.forget(identity.id)
+      if (ctx.directory.get(identity.id)?.revoked !== false) client.close()
+    }
+  })
+  aedes.on('clientDisconnect', () => metrics.clients.dec())
+  aedes.on('connectionError', (client, err) => log.debug({ err: err.message }, 'connection error before CONNECT completed'))
+  aedes.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'client error'))
+
+  let closed: Promise<void> | null = null
+  return {
+    aedes,
+    handle (conn, req) {
+      const client = aedes.handle(conn, req) as Client & { _parser: { parse (buf: Buffer): number } }
+      ctx.clients.set(client, {
+        sentClientId: '',
+        cleanSession: true,
+        identity: null,
+        principal: null,
+        publishes: new TokenBucket(config.clients.publishesPerSecond, config.clients.publishBurst),
+        badPackets: new BadPacketCounter(config.clients.badPacketsMax, config.clients.badPacketsWindowMs),
+        order: new InOrder(),
+      } satisfies ClientState)
+      guardPacketSize(client._parser, config.clients.packetBytesMax, err => {
+        metrics.disconnectsForAbuse.inc()
+        rejections.record('too_large', client.id)
+        conn.destroy(err)
+      })
+    },
+    publish,
+    revoke (id) {
+      ctx.directory.forget(id)
+      const client = (aedes.clients as Record<string, Client | undefined>)[id]
+      if (client) {
+        log.info({ principalId: id }, 'closing the session of a revoked principal')
+        client.close()
+      }
+    },
+    close () {
+      closed ??= new Promise(resolve => aedes.close(() => resolve()))
+      return closed
+    },
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * Composes the hub from one typed config: store, node key, broker, HTTP gateway and the
+ * MQTT listeners (TCP, TLS, WebSocket on the HTTP port). Opens them in that order and
+ * closes them in reverse; SIGTERM takes the same path through the CLI.
+ */
+import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net'
+import { createServer as createTlsServer } from 'node:tls'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { AddressInfo } from 'node:net'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, createWebSocketStream } from 'ws'
+import { Registry, collectDefaultMetrics } from 'prom-client'
+import type { FastifyInstance } from 'fastify'
+import { resolveConfig, type HubConfig, type HubConfigInput } from './config.js'
+import { createLogger, type Logger } from './log.js'
+import { openStore, type Store } from './store/index.js'
+import { createHttpServer } from './http/server.js'
+import { loadOrCreateAdminToken } from './http/admin-token.js'
+import { loadOrCreateNodeKey } from './node-key.js'
+import { createBroker, type MetanodeBroker } from '../broker/index.js'
+
+export interface HubOptions extends HubConfigInput {
+  /** A logger to use instead of creating one from `logLevel`. */
+  logger?: Logger
+}
+
+export interface Hub {
+  readonly config: Readonly<HubConfig>
+  /** The hub node's principal id (src of its Acks, key 10 of bridge records). */
+  readonly nodeId: string
+  readonly mqttPort: number
+  readonly httpPort: number
+  readonly tlsPort: number | null
+  readonly adminToken: string
+  readonly store: Store
+  readonly broker: MetanodeBroker
+  readonly registry: Registry
+  close (): Promise<void>
+}
+
+export async function startHub (options: HubOptions = {}): Promise<Hub> {
+  const { logger, ...input } = options
+  const config = resolveConfig(input)
+  const log = logger ?? createLogger(config.logLevel)
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+
+  // Every part opened so far, closed in reverse if a later one fails to open.
+  const closers: Array<() => Promise<void>> = []
+  const closeAll = async (): Promise<void> => {
+    for (const close of closers.reverse()) {
+      await close().catch(err => log.error({ err }, 'error while closing'))
+    }
+    closers.length = 0
+  }
+
+  try {
+    const store = openStore({ file: join(config.dataDir, 'metanode.db') })
+    closers.push(() => store.close())
+    const nodeKey = loadOrCreateNodeKey(config.dataDir)
+    const adminToken = loadOrCreateAdminToken({ dataDir: config.dataDir, token: config.adminToken, log: log.child({ component: 'admin-token' }) })
+
+    if (config.allowAnonymous) {
+      log.warn('!!! ANONYMOUS MODE: clients without credentials are admitted (outside mn/v1/ only). Development use only: never run a production hub with --allow-anonymous. !!!')
+    }
+
+    const registry = new Registry()
+    collectDefaultMetrics({ register: registry, prefix: 'metanode_' })
+    const broker = await createBroker({
+      config,
+      hubId: nodeKey.id,
+      lookupPrincipal: id => store.principals.get(id),
+      log: log.child({ component: 'broker' }),
+      registry,
+      signAck: config.signAcks ? nodeKey.sign : undefined,
+    })
+    closers.push(() => broker.close())
+
+    let ready = false
+    const app = createHttpServer({
+      store,
+      adminToken,
+      log: log.child({ component: 'http' }),
+      isReady: () => ready,
+      onRevoke: id => broker.revoke(id),
+    })
+    app.get('/metrics', async (_req, reply) => {
+      reply.type(registry.contentType)
+      return registry.metrics()
+    })
+    closers.push(() => app.close())
+    serveMqttOverWebSocket(app, broker, config)
+
+    const mqttServer = createTcpServer(socket => acceptSocket(socket, broker))
+    await listen(mqttServer, config.mqttPort, config.host)
+    closers.push(() => closeServer(mqttServer))
+
+    let tlsPort: number | null = null
+    if (config.tls) {
+      const tlsServer = createTlsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, socket => acceptSocket(socket, broker))
+      tlsPort = await listen(tlsServer, config.tls.port, config.host)
+      closers.push(() => closeServer(tlsServer))
+    }
+
+    await app.listen({ port: config.httpPort, host: config.host })
+    const mqttPort = (mqttServer.address() as AddressInfo).port
+    const httpPort = (app.server.address() as AddressInfo).port
+    ready = true
+    log.info({ host: config.host, mqttPort, httpPort, tlsPort, mqttWs: config.mqttWsPath, nodeId: nodeKey.id, dataDir: config.dataDir }, 'hub accepting connections')
+
+    let closing: Promise<void> | null = null
+    return {
+      config,
+      nodeId: nodeKey.id,
+      mqttPort,
+      httpPort,
+      tlsPort,
+      adminToken,
+      store,
+      broker,
+      registry,
+      close () {
+        closing ??= (async () => {
+          ready = false
+          await closeAll()
+          log.info('hub closed')
+        })()
+        return closing
+      },
+    }
+  } catch (err) {
+    await closeAll()
+    throw err
+  }
+}
+
+function acceptSocket (socket: Socket, broker: MetanodeBroker): void {
+  // Nagle's algorithm halves saturated throughput for small MQTT packets (baselines.md).
+  socket.setNoDelay(true)
+  broker.handle(socket)
+}
+
+/** MQTT over WebSocket on the HTTP port, so browsers and mobile apps can connect. */
+function serveMqttOverWebSocket (app: FastifyInstance, broker: MetanodeBroker, config: Readonly<HubConfig>): void {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: config.clients.packetBytesMax })
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = (req.url ?? '').split('?')[0]
+    if (path !== config.mqttWsPath) {
+      socket.destroy()
+      return
+    }
+    ;(socket as Socket).setNoDelay?.(true)
+    wss.handleUpgrade(req, socket, head, ws => broker.handle(createWebSocketStream(ws), req))
+  })
+  app.addHook('onClose', async () => {
+    for (const ws of wss.clients) ws.terminate()
+    await new Promise<void>(resolve => wss.close(() => resolve()))
+  })
+}
+
+function listen (server: TcpServer, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve((server.address() as AddressInfo).port)
+    })
+  })
+}
+
+function closeServer (server: TcpServer): Promise<void> {
+  return new Promise(resolve => server.close(() => resolve()))
+}
