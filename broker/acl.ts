@@ -1,31 +1,19 @@
 /**
  * Topic access of protocol-v1 §3, as pure functions of who the client is and the topic.
  */
+import { TOPIC_PREFIX, upTopic, downTopic } from '../src/protocol/index.js'
 import type { Role } from './principal-keys.js'
 
 export type ClientIdentity =
   | { kind: 'principal', id: string, role: Role }
   | { kind: 'anonymous' }
 
-export const RESERVED_PREFIX = 'mn/v1/'
 const BRIDGE_PREFIX = 'mn/v1/bridge/'
 const NODE_PREFIX = 'mn/v1/n/'
 const DOWN_TOPIC = /^mn\/v1\/d\/[0-9a-f]{32}\/down$/
 
-export function upTopic (id: string): string {
-  return `mn/v1/d/${id}/up`
-}
-
-export function downTopic (id: string): string {
-  return `mn/v1/d/${id}/down`
-}
-
-export function bridgeTopic (typeName: string, id: string): string {
-  return `mn/v1/bridge/${typeName}/${id}`
-}
-
 export function isReserved (topic: string): boolean {
-  return topic.startsWith(RESERVED_PREFIX)
+  return topic.startsWith(TOPIC_PREFIX)
 }
 
 /**

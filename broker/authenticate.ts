@@ -46,7 +46,7 @@ export function createAuthenticate (ctx: BrokerContext) {
     if (username === undefined || state.sentClientId !== username) return refuse(done, 5)
     const principal = ctx.directory.get(username)
     if (!principal) return refuse(done, 4)
-    const parsed = password ? parseConnectPassword(password) : null
+    const parsed = parseConnectPassword(password, principal.id)
     if (!parsed) return refuse(done, 4)
 
     verifyEd25519(principal.key, parsed.signingInput, parsed.signature).then(valid => {

@@ -14,8 +14,9 @@ export function createAuthorizeSubscribe (ctx: BrokerContext) {
       if (state) ctx.countBad(client, state, 'acl')
       return done(null, null)
     }
-    const held = Object.keys(client.subscriptions).length
-    if (held >= subscriptionsMax && !(sub.topic in client.subscriptions)) return done(null, null)
+    // Aedes keeps a client's granted filters on `subscriptions` (not in its typings).
+    const held = (client as Client & { subscriptions: Record<string, unknown> }).subscriptions
+    if (Object.keys(held).length >= subscriptionsMax && !(sub.topic in held)) return done(null, null)
     done(null, sub)
   }
 }

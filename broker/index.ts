@@ -25,7 +25,6 @@ import type { BrokerContext, ClientState } from './context.js'
 
 export { FeatureRejection, type MessageHandler, type AcceptedMessage } from './up-pipeline.js'
 export type { PrincipalRecord, Role } from './principal-keys.js'
-export { upTopic, downTopic, bridgeTopic } from './acl.js'
 
 export interface BrokerOptions {
   config: Readonly<HubConfig>
@@ -156,7 +155,7 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
     publish,
     revoke (id) {
       ctx.directory.forget(id)
-      const client = (aedes.clients as Record<string, Client | undefined>)[id]
+      const client = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[id]
       if (client) {
         log.info({ principalId: id }, 'closing the session of a revoked principal')
         client.close()

@@ -4,11 +4,10 @@
  * the Ack of §5. Every item of a batch is judged on its own.
  */
 import {
-  parsePayload, checkEnvelope, validateBody, encodeBridgeRecord, encodeAck, messageTypeName,
+  parsePayload, checkEnvelope, validateBody, encodeBridgeRecord, encodeAck, messageTypeName, bridgeTopic, downTopic,
   toHex, REJECT_CODES, type ParsedItem, type RejectReason, type ReplayGuard, type Signer, type Envelope,
 } from '../src/protocol/index.js'
 import type { ProtocolLimits } from '../src/config.js'
-import { bridgeTopic, downTopic } from './acl.js'
 import { verifyEd25519, type KnownPrincipal } from './principal-keys.js'
 import type { InOrder } from './in-order.js'
 import type { RejectionLog } from './rejections.js'
@@ -107,9 +106,11 @@ export class UpPipeline {
         else replay.add(principal.id, idHex, receivedAt)
       }
       if (reason || !envelope) {
+        const why = reason ?? 'decode'
         rejected += 1
-        this.#o.rejections.record(reason ?? 'decode', principal.id)
-        if (envelope?.ack) pending.push(this.#sendAck(principal, envelope, { code: rejectCode(reason ?? 'decode'), reason: reason ?? 'decode' }))
+        this.#o.rejections.record(why, principal.id)
+        // ackRe is there whenever the sender asked for an Ack and its id could be read.
+        if (item.ackRe) pending.push(this.#sendAck(principal, item.ackRe, { code: REJECT_CODES[why], reason: why }))
         continue
       }
       metrics.accepted.inc({ type: messageTypeName(envelope.type) ?? String(envelope.type) })
@@ -131,10 +132,9 @@ export class UpPipeline {
       signed: message.signed,
       raw: message.raw,
     })
-    const typeName = messageTypeName(envelope.type) ?? String(envelope.type)
     // The device's Ack goes only after the bridge record was taken by the broker, so an
     // acknowledged message has always reached the bridge (shared/baselines.md).
-    await this.#o.publish(bridgeTopic(typeName, principal.id), Buffer.from(record))
+    await this.#o.publish(bridgeTopic(envelope.type, principal.id), Buffer.from(record))
     let outcome: { code: number, reason: string, result?: unknown } = { code: 0, reason: '' }
     const handler = this.#o.handlers.get(envelope.type)
     if (handler) {
@@ -146,12 +146,12 @@ export class UpPipeline {
           : { code: 100, reason: 'internal' }
       }
     }
-    if (envelope.ack) await this.#sendAck(principal, envelope, outcome)
+    if (envelope.ack) await this.#sendAck(principal, envelope.id, outcome)
   }
 
-  #sendAck (principal: KnownPrincipal, envelope: Envelope, outcome: { code: number, reason: string, result?: unknown }): Promise<void> {
+  #sendAck (principal: KnownPrincipal, re: Uint8Array, outcome: { code: number, reason: string, result?: unknown }): Promise<void> {
     const ack = encodeAck({
-      re: envelope.id,
+      re,
       hubId: this.#o.hubId,
       dst: principal.id,
       code: outcome.code,
@@ -161,8 +161,4 @@ export class UpPipeline {
     })
     return this.#o.publish(downTopic(principal.id), Buffer.from(ack))
   }
-}
-
-function rejectCode (reason: RejectReason): number {
-  return REJECT_CODES[reason]
 }

@@ -46,20 +46,31 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
   const log = logger ?? createLogger(config.logLevel)
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
 
-  // Every part opened so far, closed in reverse if a later one fails to open.
-  const closers: Array<() => Promise<void>> = []
+  // Every part opened so far, closed in reverse order of need: listeners stop accepting,
+  // HTTP (and its WebSocket clients) closes, the broker ends every MQTT session (so the
+  // TCP servers can finish closing), and the store closes last, after in-flight writes.
+  let store: Store | null = null
+  let broker: MetanodeBroker | null = null
+  let app: FastifyInstance | null = null
+  const servers: TcpServer[] = []
   const closeAll = async (): Promise<void> => {
-    for (const close of closers.reverse()) {
-      await close().catch(err => log.error({ err }, 'error while closing'))
+    const serversClosed = servers.map(server => new Promise<void>(resolve => server.close(() => resolve())))
+    const steps: Array<[string, (() => Promise<unknown>) | null]> = [
+      ['http', app ? () => app!.close() : null],
+      ['broker', broker ? () => broker!.close() : null],
+      ['listeners', () => Promise.all(serversClosed)],
+      ['store', store ? () => store!.close() : null],
+    ]
+    for (const [part, close] of steps) {
+      await close?.().catch(err => log.error({ err, part }, 'error while closing'))
     }
-    closers.length = 0
   }
 
   try {
-    const store = openStore({ file: join(config.dataDir, 'metanode.db') })
-    closers.push(() => store.close())
+    store = openStore({ file: join(config.dataDir, 'metanode.db') })
+    const principals = store.principals
     const nodeKey = loadOrCreateNodeKey(config.dataDir)
-    const adminToken = loadOrCreateAdminToken({ dataDir: config.dataDir, token: config.adminToken, log: log.child({ component: 'admin-token' }) })
+    const adminToken = await loadOrCreateAdminToken({ dataDir: config.dataDir, token: config.adminToken, log: log.child({ component: 'admin-token' }) })
 
     if (config.allowAnonymous) {
       log.warn('!!! ANONYMOUS MODE: clients without credentials are admitted (outside mn/v1/ only). Development use only: never run a production hub with --allow-anonymous. !!!')
@@ -67,45 +78,42 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
 
     const registry = new Registry()
     collectDefaultMetrics({ register: registry, prefix: 'metanode_' })
-    const broker = await createBroker({
+    const mqttBroker = broker = await createBroker({
       config,
       hubId: nodeKey.id,
-      lookupPrincipal: id => store.principals.get(id),
+      lookupPrincipal: id => principals.get(id),
       log: log.child({ component: 'broker' }),
       registry,
       signAck: config.signAcks ? nodeKey.sign : undefined,
     })
-    closers.push(() => broker.close())
 
     let ready = false
-    const app = createHttpServer({
+    const http = app = createHttpServer({
       store,
       adminToken,
-      log: log.child({ component: 'http' }),
+      log,
       isReady: () => ready,
-      onRevoke: id => broker.revoke(id),
+      onRevoke: id => mqttBroker.revoke(id),
     })
-    app.get('/metrics', async (_req, reply) => {
+    http.get('/metrics', async (_req, reply) => {
       reply.type(registry.contentType)
       return registry.metrics()
     })
-    closers.push(() => app.close())
-    serveMqttOverWebSocket(app, broker, config)
+    serveMqttOverWebSocket(http, mqttBroker, config)
 
-    const mqttServer = createTcpServer(socket => acceptSocket(socket, broker))
-    await listen(mqttServer, config.mqttPort, config.host)
-    closers.push(() => closeServer(mqttServer))
+    const mqttServer = createTcpServer(socket => acceptSocket(socket, mqttBroker))
+    servers.push(mqttServer)
+    const mqttPort = await listen(mqttServer, config.mqttPort, config.host)
 
     let tlsPort: number | null = null
     if (config.tls) {
-      const tlsServer = createTlsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, socket => acceptSocket(socket, broker))
+      const tlsServer = createTlsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, socket => acceptSocket(socket, mqttBroker))
+      servers.push(tlsServer)
       tlsPort = await listen(tlsServer, config.tls.port, config.host)
-      closers.push(() => closeServer(tlsServer))
     }
 
-    await app.listen({ port: config.httpPort, host: config.host })
-    const mqttPort = (mqttServer.address() as AddressInfo).port
-    const httpPort = (app.server.address() as AddressInfo).port
+    await http.listen({ port: config.httpPort, host: config.host })
+    const httpPort = (http.server.address() as AddressInfo).port
     ready = true
     log.info({ host: config.host, mqttPort, httpPort, tlsPort, mqttWs: config.mqttWsPath, nodeId: nodeKey.id, dataDir: config.dataDir }, 'hub accepting connections')
 
@@ -118,7 +126,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       tlsPort,
       adminToken,
       store,
-      broker,
+      broker: mqttBroker,
       registry,
       close () {
         closing ??= (async () => {
@@ -153,7 +161,8 @@ function serveMqttOverWebSocket (app: FastifyInstance, broker: MetanodeBroker, c
     ;(socket as Socket).setNoDelay?.(true)
     wss.handleUpgrade(req, socket, head, ws => broker.handle(createWebSocketStream(ws), req))
   })
-  app.addHook('onClose', async () => {
+  // preClose: upgraded sockets would otherwise hold the HTTP server's close open.
+  app.addHook('preClose', async () => {
     for (const ws of wss.clients) ws.terminate()
     await new Promise<void>(resolve => wss.close(() => resolve()))
   })
@@ -169,6 +178,3 @@ function listen (server: TcpServer, port: number, host: string): Promise<number>
   })
 }
 
-function closeServer (server: TcpServer): Promise<void> {
-  return new Promise(resolve => server.close(() => resolve()))
-}

@@ -14,6 +14,9 @@ export function requireAdminToken (adminToken: string): onRequestHookHandler {
     const match = BEARER.exec(request.headers.authorization ?? '')
     if (match === null || !tokenMatches(adminToken, match[1])) {
       reply.header('www-authenticate', 'Bearer realm="metanode"')
+      // Closing the connection after the answer spares the hub from draining whatever
+      // body an unauthenticated client keeps sending.
+      reply.header('connection', 'close')
       done(new UnauthorizedError())
       return
     }

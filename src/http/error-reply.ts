@@ -4,9 +4,9 @@
  * anything else is a 500 whose detail stays in the log.
  */
 import { STATUS_CODES } from 'node:http'
-import type { FastifyError } from 'fastify'
+import type { FastifyError, FastifyRequest } from 'fastify'
 import {
-  BadRequestError, InternalError, MetanodeError, PayloadTooLargeError, UnsupportedMediaTypeError,
+  BadRequestError, InternalError, MetanodeError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError,
 } from '../errors.js'
 import { PATTERN_DESCRIPTIONS } from './schemas.js'
 
@@ -24,6 +24,11 @@ export function errorBody (err: MetanodeError): ErrorBody {
     error: STATUS_CODES[err.statusCode] ?? 'Error',
     message: err.message,
   }
+}
+
+/** A not-found handler: the error handler then answers with the usual JSON. */
+export function routeNotFound (request: FastifyRequest): never {
+  throw new NotFoundError(`route ${request.method} ${request.url.split('?')[0]} not found`)
 }
 
 /** The coded error to send for anything a route, hook or Fastify threw. */

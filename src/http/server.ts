@@ -1,0 +1,92 @@
+/**
+ * The hub's HTTP server, built but not listening: the hub calls `listen` and `close`, and
+ * owns the store, which is why no `onClose` hook here closes anything.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import type { Logger } from 'pino'
+import type { Store } from '../store/index.js'
+import { devicesRoutes } from './devices-routes.js'
+import { errorBody, routeNotFound, toMetanodeError } from './error-reply.js'
+import { healthRoute } from './health-route.js'
+
+/** Largest request body, in bytes. Enrolment bodies are about 150 bytes. */
+export const BODY_LIMIT_BYTES_DEFAULT = 64 * 1024
+/** Time a client has to send a whole request, in ms (upgraded WebSocket connections are not affected). */
+export const REQUEST_TIMEOUT_MS_DEFAULT = 30_000
+
+export interface HttpServerOptions {
+  store: Pick<Store, 'principals'>
+  adminToken: string
+  /** Any pino logger; the server logs through a child bound to `component: 'http'`. */
+  log: Logger
+  /** GET /healthz answers 503 until this returns true; always ready when absent. */
+  isReady?: () => boolean
+  /** Called after every successful DELETE /v1/devices/{id}. */
+  onRevoke?: (id: string) => void | Promise<void>
+  bodyLimitBytes?: number
+  requestTimeoutMs?: number
+}
+
+export function createHttpServer (options: HttpServerOptions): FastifyInstance {
+  const bodyLimitBytes = options.bodyLimitBytes ?? BODY_LIMIT_BYTES_DEFAULT
+  const log = httpLogger(options.log)
+  const app = Fastify({
+    loggerInstance: log,
+    bodyLimit: bodyLimitBytes,
+    requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT,
+    ajv: {
+      // Fastify's defaults coerce types and silently drop unknown properties; the API
+      // contract is that both are a 400.
+      customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false },
+    },
+    frameworkErrors (err, request, reply) {
+      const coded = toMetanodeError(err, bodyLimitBytes)
+      // Typed for the route generics, which a bad URL never reached.
+      ;(reply as FastifyReply).code(coded.statusCode).send(errorBody(coded))
+    },
+  })
+
+  // The API speaks JSON only, so any other body is a 415 rather than a string for the
+  // schema to puzzle over. Fastify's JSON parser refuses an empty body; a DELETE sent with a
+  // JSON content type and no body is common from clients and means "no body". A POST
+  // without one still fails its schema, so nothing is lost.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body as string // parseAs: 'string'
+    if (text.length === 0) return done(null, undefined)
+    parseJson(request, text, done)
+  })
+
+  app.setErrorHandler((err, request, reply) => {
+    const coded = toMetanodeError(err, bodyLimitBytes)
+    if (coded.statusCode >= 500) request.log.error({ err }, 'request failed')
+    reply.code(coded.statusCode).send(errorBody(coded))
+  })
+  app.setNotFoundHandler(routeNotFound)
+
+  app.register(healthRoute, { isReady: options.isReady ?? (() => true) })
+  app.register(devicesRoutes, {
+    prefix: '/v1/devices',
+    principals: options.store.principals,
+    adminToken: options.adminToken,
+    onRevoke: options.onRevoke,
+  })
+  // Fastify types the instance by its logger's class; callers need only the base logger
+  // interface, and the plain type is what other modules can name.
+  return app as unknown as FastifyInstance
+}
+
+/**
+ * A child logger that redacts credentials itself, whatever logger the caller passed, and
+ * binds the component only once if the caller bound it already.
+ */
+function httpLogger (log: Logger): Logger {
+  const bindings = log.bindings()
+  return log.child(bindings.component === undefined ? { component: 'http' } : {}, {
+    redact: {
+      paths: ['req.headers.authorization', 'headers.authorization', 'authorization', 'adminToken', 'token'],
+      censor: '[redacted]',
+    },
+  })
+}
