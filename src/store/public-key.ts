@@ -3,19 +3,11 @@
  * canonical encoding of a curve point (RFC 8032 5.1.3) and not of small order.
  */
 import { Point } from '@noble/ed25519'
-import { sha256 } from '@noble/hashes/sha2.js'
+import { PUBLIC_KEY_BYTES } from '../protocol/index.js'
 import { BadRequestError } from '../errors.js'
 
-export const PUBLIC_KEY_BYTES = 32
+export { principalIdFromPublicKey, PUBLIC_KEY_BYTES } from '../protocol/index.js'
 const PUBLIC_KEY_HEX = /^[0-9a-fA-F]{64}$/
-
-/**
- * The principal id: lowercase hex of the first 16 bytes of SHA-256(raw public key).
- * The same as src/protocol/ids.ts; kept here so the store does not wait on that module.
- */
-export function principalIdFromPublicKey (publicKey: Uint8Array): string {
-  return Buffer.from(sha256(publicKey).subarray(0, 16)).toString('hex')
-}
 
 /** Raw key bytes from hex (either case) or bytes; throws BadRequestError for anything else. */
 export function parsePublicKey (input: Uint8Array | string): Uint8Array {

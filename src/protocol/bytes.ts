@@ -1,0 +1,103 @@
+/**
+ * Byte helpers that work the same in Node and browsers (no Buffer).
+ */
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+
+/** Throws a TypeError unless value is a Uint8Array (of length when given). */
+export function assertBytes (name: string, value: unknown, length?: number): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new TypeError(`${name} expected Uint8Array, got ${describe(value)}`)
+  }
+  if (length !== undefined && value.length !== length) {
+    throw new TypeError(`${name} expected Uint8Array of length ${length}, got length=${value.length}`)
+  }
+}
+
+/** A short description of a value for error messages (never the value itself: it may be secret). */
+export function describe (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'array'
+  if (typeof value === 'object') return value.constructor?.name ?? 'object'
+  return typeof value
+}
+
+/** Lowercase hex of bytes. */
+export function toHex (bytes: Uint8Array): string {
+  assertBytes('bytes', bytes)
+  let out = ''
+  for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]]
+  return out
+}
+
+/** Bytes of a hex string (either case); throws a TypeError on odd length or a non-hex digit. */
+export function fromHex (hex: string): Uint8Array {
+  if (typeof hex !== 'string') throw new TypeError(`hex expected string, got ${describe(hex)}`)
+  if (hex.length % 2 !== 0) throw new TypeError(`hex expected an even number of digits, got length=${hex.length}`)
+  const out = new Uint8Array(hex.length / 2)
+  for (let i = 0; i < out.length; i++) {
+    const hi = hexDigit(hex.charCodeAt(i * 2))
+    const lo = hexDigit(hex.charCodeAt(i * 2 + 1))
+    if (hi < 0 || lo < 0) throw new TypeError(`hex has a non-hex character near offset ${i * 2}`)
+    out[i] = hi * 16 + lo
+  }
+  return out
+}
+
+function hexDigit (c: number): number {
+  if (c >= 48 && c <= 57) return c - 48
+  if (c >= 97 && c <= 102) return c - 87
+  if (c >= 65 && c <= 70) return c - 55
+  return -1
+}
+
+/** One new Uint8Array holding the parts in order. */
+export function concatBytes (...parts: Uint8Array[]): Uint8Array {
+  let length = 0
+  for (let i = 0; i < parts.length; i++) {
+    assertBytes(`parts[${i}]`, parts[i])
+    length += parts[i].length
+  }
+  const out = new Uint8Array(length)
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}
+
+/** Byte-wise equality. Not constant-time: use it for ids and kids, never for secrets. */
+export function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  assertBytes('a', a)
+  assertBytes('b', b)
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/**
+ * A plain Uint8Array over the same memory. Node's Buffer is a Uint8Array whose slice()
+ * shares memory and whose subarrays are Buffers again; working on a plain view keeps every
+ * slice we hand out the same type in Node and in browsers.
+ */
+export function plainView (bytes: Uint8Array): Uint8Array {
+  return bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** A copy of bytes[start, end) as a plain Uint8Array that owns its memory. */
+export function copyBytes (bytes: Uint8Array, start = 0, end = bytes.length): Uint8Array {
+  return new Uint8Array(bytes.subarray(start, end))
+}
+
+const utf8Encoder = new TextEncoder()
+const utf8Decoder = new TextDecoder('utf-8')
+
+export function utf8Bytes (text: string): Uint8Array {
+  return utf8Encoder.encode(text)
+}
+
+/** Decodes UTF-8 that was already validated (invalid sequences would become U+FFFD). */
+export function utf8Text (bytes: Uint8Array): string {
+  return utf8Decoder.decode(bytes)
+}
