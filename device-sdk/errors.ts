@@ -24,8 +24,8 @@ export class AckError extends MetanodeSdkError {
   /** The Ack's `result`, when the hub sent one with the rejection. */
   readonly result: unknown
 
-  constructor (code: number, reason: string, result?: unknown) {
-    super(`the hub rejected the message: ${reason || 'unknown reason'} (code ${code})`)
+  constructor (code: number, reason: string, result?: unknown, detail?: string) {
+    super(`the hub rejected the message: ${reason || 'unknown reason'} (code ${code})${detail ? `: ${detail}` : ''}`)
     this.name = 'AckError'
     this.code = code
     this.reason = reason
