@@ -1,5 +1,5 @@
 /**
- * PUBLISH access (§3) and the device uplink. A refused PUBLISH is acknowledged as its QoS
+ * PUBLISH access (§3), the device uplink, and the check of what services send down. A refused PUBLISH is acknowledged as its QoS
  * requires and then discarded: Aedes 1.x has no "acknowledge and drop" (an error here
  * disconnects), so the packet is marked in `ctx.dropped` and the broker's publish skips
  * it. The uplink is handled here, before Aedes sends the PUBACK, so that a PUBACK means
@@ -7,6 +7,7 @@
  */
 import type { Client, PublishPacket } from 'aedes'
 import { publishDecision } from './acl.js'
+import { checkServiceDown } from './down-check.js'
 import type { BrokerContext } from './context.js'
 
 export function createAuthorizePublish (ctx: BrokerContext) {
@@ -27,10 +28,19 @@ export function createAuthorizePublish (ctx: BrokerContext) {
     const waitMs = state.publishes.take()
     const proceed = (): void => {
       if (decision === 'allow') {
+        if (state.identity?.kind !== 'principal') return done(null)
         // Down commands and node traffic are never retained: a retained command would run
         // again on every reconnect.
-        if (state.identity?.kind === 'principal') packet.retain = false
-        return done(null)
+        packet.retain = false
+        if (state.identity.role !== 'service') return done(null)
+        checkServiceDown(state.principal!, packet.payload as Buffer, ctx.config.protocol).then(reason => {
+          if (reason) {
+            ctx.dropped.add(packet)
+            ctx.countBad(client, state, reason)
+          }
+          done(null)
+        }, done)
+        return
       }
       // The raw uplink is never routed: only the hub consumes it.
       ctx.dropped.add(packet)

@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { ReplayGuard, type Signer } from '../src/protocol/index.js'
 import type { HubConfig } from '../src/config.js'
-import { PrincipalDirectory, type PrincipalRecord } from './principal-keys.js'
+import { PrincipalDirectory, type PrincipalRecord, type Role } from './principal-keys.js'
 import { TokenBucket, BadPacketCounter } from './client-limits.js'
 import { guardPacketSize } from './packet-size-guard.js'
 import { InOrder } from './in-order.js'
@@ -38,6 +38,8 @@ export interface BrokerOptions {
   signAck?: Signer
   /** Feature handlers by message type code, run after a message is bridged. */
   handlers?: ReadonlyMap<number, MessageHandler>
+  /** Told when an authenticated principal's session is ready (after CONNACK), e.g. to send it pending state. */
+  onPrincipalReady?: (principal: { id: string, role: Role }) => void
 }
 
 export interface MetanodeBroker {
@@ -125,7 +127,8 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
     // A CONNECT that raced a revocation registers after it: look once more now.
     if (identity?.kind === 'principal') {
       ctx.directory.forget(identity.id)
-      if (ctx.directory.get(identity.id)?.revoked !== false) client.close()
+      if (ctx.directory.get(identity.id)?.revoked !== false) return client.close()
+      options.onPrincipalReady?.({ id: identity.id, role: identity.role })
     }
   })
   aedes.on('clientDisconnect', () => metrics.clients.dec())

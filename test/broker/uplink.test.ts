@@ -241,3 +241,23 @@ function encodeBatchUnchecked (items: Uint8Array[]): Uint8Array {
   const head = items.length < 256 ? Buffer.from([0x98, items.length]) : Buffer.from([0x99, items.length >> 8, items.length & 0xff])
   return Buffer.concat([head, ...items])
 }
+
+test('publishes over the rate limit are slowed down, not lost', async t => {
+  const hub = await startTestHub(t, { clients: { publishesPerSecond: 20, publishBurst: 5 } })
+  const service = await connectTestService(t, hub)
+  const device = await connectTestDevice(t, hub)
+  const sent = Array.from({ length: 15 }, (_, n) => device.envelope({ body: { n } }))
+  await Promise.all(sent.map(payload => device.up(payload)))
+  const records = await service.decoded(15)
+  assert.deepEqual(records.map(r => (r.body as { n: number }).n), [...Array(15).keys()], 'all delivered, in order')
+})
+
+test('a client past its subscription limit gets 0x80 for further filters', async t => {
+  const hub = await startTestHub(t, { clients: { subscriptionsMax: 2 } })
+  const service = await connectTestService(t, hub, 'mn/v1/bridge/status_update/+')
+  await service.client.subscribeAsync('mn/v1/bridge/heartbeat/+')
+  await assert.rejects(service.client.subscribeAsync('mn/v1/bridge/state_update/+'), (err: Error & { packet?: { granted: number[] } }) => {
+    assert.deepEqual(err.packet?.granted, [128])
+    return true
+  })
+})
