@@ -31,6 +31,81 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       CREATE INDEX principals_role_id ON principals (role, id);
     `,
   },
+  {
+    version: 2,
+    // Device state documents (desired / reported, like a device shadow). JSON text columns;
+    // `meta` holds the per-field timestamps. `version` increments on every change and is the
+    // optimistic-concurrency token of PATCH.
+    sql: `
+      CREATE TABLE device_states (
+        device_id TEXT PRIMARY KEY REFERENCES principals (id),
+        version INTEGER NOT NULL CHECK (version >= 0),
+        desired TEXT NOT NULL,
+        reported TEXT NOT NULL,
+        meta TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
+  {
+    version: 3,
+    // The audit log: append-only and hash-chained. Each entry's hash covers its fields and the
+    // hash before it, so editing or removing a row breaks the chain from there on. The
+    // triggers stop accidental edits through this hub; the chain catches deliberate ones.
+    sql: `
+      CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        source TEXT,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL CHECK (length(prev_hash) = 64),
+        hash TEXT NOT NULL UNIQUE CHECK (length(hash) = 64)
+      ) STRICT;
+      CREATE INDEX audit_log_action ON audit_log (action, seq);
+      CREATE INDEX audit_log_actor ON audit_log (actor, seq);
+      CREATE INDEX audit_log_target ON audit_log (target, seq);
+      CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    `,
+  },
+  {
+    version: 4,
+    // Policy rules of the HTTP gateway, evaluated in ascending position; the first match
+    // decides. `rule` is the validated JSON of the rule (match and action).
+    sql: `
+      CREATE TABLE policy_rules (
+        id TEXT PRIMARY KEY,
+        position INTEGER NOT NULL UNIQUE,
+        rule TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
+  {
+    version: 5,
+    // Provisioning tokens: an admin creates one (role, max uses, expiry); devices enrol
+    // themselves with it. Only the token's SHA-256 is kept, so the table leaks no token.
+    sql: `
+      CREATE TABLE provisioning_tokens (
+        id TEXT PRIMARY KEY,
+        token_hash BLOB NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+        role TEXT NOT NULL CHECK (role IN ('device', 'service', 'node')),
+        name TEXT,
+        uses_max INTEGER NOT NULL CHECK (uses_max >= 1),
+        uses INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0 AND uses <= uses_max),
+        expires_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+      ) STRICT, WITHOUT ROWID;
+      ALTER TABLE principals ADD COLUMN provisioned_by TEXT REFERENCES provisioning_tokens (id);
+    `,
+  },
 ])
 
 export const SCHEMA_VERSION = MIGRATIONS.length
