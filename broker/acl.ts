@@ -2,7 +2,7 @@
  * Topic access of protocol-v1 §3, as pure functions of who the client is and the topic.
  */
 import { TOPIC_PREFIX, upTopic, downTopic } from '../src/protocol/index.js'
-import type { Role } from './principal-keys.js'
+import type { Role } from '../src/auth/principal-keys.js'
 
 export type ClientIdentity =
   | { kind: 'principal', id: string, role: Role }
@@ -23,7 +23,9 @@ export function isReserved (topic: string): boolean {
 export type PublishDecision = 'up' | 'allow' | 'deny'
 
 export function publishDecision (who: ClientIdentity, topic: string): PublishDecision {
-  if (who.kind === 'anonymous') return isReserved(topic) ? 'deny' : 'allow'
+  // `$` topics belong to the broker ([MQTT-4.7.2-1]); Aedes even acts on some of them
+  // ($SYS/<broker>/new/clients closes a session), so no client may publish there.
+  if (who.kind === 'anonymous') return isReserved(topic) || topic.startsWith('$') ? 'deny' : 'allow'
   switch (who.role) {
     case 'device':
       return topic === upTopic(who.id) ? 'up' : 'deny'

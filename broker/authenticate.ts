@@ -7,7 +7,7 @@
  */
 import type { Client, AuthenticateError } from 'aedes'
 import { parseConnectPassword, toHex } from '../src/protocol/index.js'
-import { verifyEd25519 } from './principal-keys.js'
+import { verifyEd25519 } from '../src/auth/principal-keys.js'
 import type { BrokerContext } from './context.js'
 
 type Done = (error: AuthenticateError | null, success: boolean | null) => void

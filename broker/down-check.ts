@@ -7,7 +7,7 @@
  */
 import { parsePayload, checkEnvelope, MessageType, type RejectReason } from '../src/protocol/index.js'
 import type { ProtocolLimits } from '../src/config.js'
-import { verifyEd25519, type KnownPrincipal } from './principal-keys.js'
+import { verifyEd25519, type KnownPrincipal } from '../src/auth/principal-keys.js'
 
 export async function checkServiceDown (service: KnownPrincipal, payload: Buffer, limits: ProtocolLimits): Promise<RejectReason | null> {
   const parsed = parsePayload(payload, { payloadBytesMax: limits.payloadBytesMax, direction: 'down' })

@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { ReplayGuard, type Signer } from '../src/protocol/index.js'
 import type { HubConfig } from '../src/config.js'
-import { PrincipalDirectory, type PrincipalRecord, type Role } from './principal-keys.js'
+import { PrincipalDirectory, type PrincipalRecord, type Role } from '../src/auth/principal-keys.js'
 import { TokenBucket, BadPacketCounter } from './client-limits.js'
 import { guardPacketSize } from './packet-size-guard.js'
 import { InOrder } from './in-order.js'
@@ -24,7 +24,7 @@ import { createAuthorizeForward } from './authorize-forward.js'
 import type { BrokerContext, ClientState } from './context.js'
 
 export { FeatureRejection, type MessageHandler, type AcceptedMessage } from './up-pipeline.js'
-export type { PrincipalRecord, Role } from './principal-keys.js'
+export type { PrincipalRecord, Role } from '../src/auth/principal-keys.js'
 
 export interface BrokerOptions {
   config: Readonly<HubConfig>
@@ -44,6 +44,8 @@ export interface BrokerOptions {
 
 export interface MetanodeBroker {
   readonly aedes: Aedes
+  /** The principals' key cache; the HTTP side shares it so that a revocation reaches both. */
+  readonly directory: PrincipalDirectory
   /** Serves one MQTT connection (TCP socket, TLS socket or WebSocket stream). */
   handle (conn: Duplex, req?: IncomingMessage): void
   /** Publishes at QoS 1, never retained; resolves once the broker has taken it. */
@@ -138,6 +140,7 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
   let closed: Promise<void> | null = null
   return {
     aedes,
+    directory: ctx.directory,
     handle (conn, req) {
       const client = aedes.handle(conn, req) as Client & { _parser: { parse (buf: Buffer): number } }
       ctx.clients.set(client, {

@@ -8,7 +8,7 @@ import {
   toHex, REJECT_CODES, type ParsedItem, type RejectReason, type ReplayGuard, type Signer, type Envelope,
 } from '../src/protocol/index.js'
 import type { ProtocolLimits } from '../src/config.js'
-import { verifyEd25519, type KnownPrincipal } from './principal-keys.js'
+import { verifyEd25519, type KnownPrincipal } from '../src/auth/principal-keys.js'
 import type { InOrder } from './in-order.js'
 import type { RejectionLog } from './rejections.js'
 import type { BrokerMetrics } from './metrics.js'

@@ -78,3 +78,10 @@ export class InternalError extends MetanodeError {
     this.name = 'InternalError'
   }
 }
+
+export class ForbiddenError extends MetanodeError {
+  constructor (message: string) {
+    super('MN_ERR_FORBIDDEN', message, 403)
+    this.name = 'ForbiddenError'
+  }
+}

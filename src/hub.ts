@@ -94,6 +94,8 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       log,
       isReady: () => ready,
       onRevoke: id => mqttBroker.revoke(id),
+      principalKeys: mqttBroker.directory,
+      skewMs: config.protocol.skewMs,
     })
     http.get('/metrics', async (_req, reply) => {
       reply.type(registry.contentType)

@@ -5,7 +5,7 @@
 import type { FastifyBaseLogger, FastifyPluginCallback } from 'fastify'
 import { NotFoundError } from '../errors.js'
 import type { Principal, PrincipalStore } from '../store/index.js'
-import { requireAdminToken } from './auth.js'
+import { requireAdmin } from './identity.js'
 import { routeNotFound } from './error-reply.js'
 import {
   enrolBodySchema, idParamsSchema, listQuerySchema, principalListSchema, principalSchema,
@@ -14,14 +14,13 @@ import {
 
 export interface DevicesRoutesOptions {
   principals: PrincipalStore
-  adminToken: string
   /** Told of every successful DELETE, so the hub can close the principal's live session. */
   onRevoke?: (id: string) => void | Promise<void>
 }
 
 export const devicesRoutes: FastifyPluginCallback<DevicesRoutesOptions> = (app, options, done) => {
-  const { principals, adminToken, onRevoke } = options
-  app.addHook('onRequest', requireAdminToken(adminToken))
+  const { principals, onRevoke } = options
+  app.addHook('onRequest', requireAdmin)
 
   app.post<{ Body: EnrolBody }>('/', {
     schema: { body: enrolBodySchema, response: { 201: principalSchema } },

@@ -8,6 +8,11 @@ import type { Store } from '../store/index.js'
 import { devicesRoutes } from './devices-routes.js'
 import { errorBody, routeNotFound, toMetanodeError } from './error-reply.js'
 import { healthRoute } from './health-route.js'
+import { installIdentity } from './identity.js'
+import { meRoute } from './me-route.js'
+import { PrincipalDirectory } from '../auth/principal-keys.js'
+import { ReplayGuard } from '../protocol/index.js'
+import { DEFAULT_CONFIG } from '../config.js'
 
 /** Largest request body, in bytes. Enrolment bodies are about 150 bytes. */
 export const BODY_LIMIT_BYTES_DEFAULT = 64 * 1024
@@ -25,6 +30,12 @@ export interface HttpServerOptions {
   onRevoke?: (id: string) => void | Promise<void>
   bodyLimitBytes?: number
   requestTimeoutMs?: number
+  /** The principals' key cache shared with the broker, so a revocation reaches both at once. */
+  principalKeys?: PrincipalDirectory
+  /** Nonces of principal-signed requests; one is made when absent. */
+  requestNonces?: ReplayGuard
+  /** Allowed clock skew of principal-signed requests, in ms. */
+  skewMs?: number
 }
 
 export function createHttpServer (options: HttpServerOptions): FastifyInstance {
@@ -65,11 +76,22 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
   })
   app.setNotFoundHandler(routeNotFound)
 
+  const skewMs = options.skewMs ?? DEFAULT_CONFIG.protocol.skewMs
+  installIdentity(app as unknown as FastifyInstance, {
+    adminToken: options.adminToken,
+    principals: options.principalKeys ?? new PrincipalDirectory(id => options.store.principals.get(id)),
+    nonces: options.requestNonces ?? new ReplayGuard({
+      windowMs: 2 * skewMs,
+      perKeyMax: DEFAULT_CONFIG.protocol.replayIdsPerPrincipalMax,
+      totalMax: DEFAULT_CONFIG.protocol.replayIdsTotalMax,
+    }),
+    skewMs,
+  })
   app.register(healthRoute, { isReady: options.isReady ?? (() => true) })
+  app.register(meRoute, { principals: options.store.principals })
   app.register(devicesRoutes, {
     prefix: '/v1/devices',
     principals: options.store.principals,
-    adminToken: options.adminToken,
     onRevoke: options.onRevoke,
   })
   // Fastify types the instance by its logger's class; callers need only the base logger

@@ -22,3 +22,7 @@ export {
 export { encodeBridgeRecord, decodeBridgeRecord, type BridgeRecord } from './bridge-record.js'
 export { ackBody, encodeAck, type AckBody, type AckInput, type FeatureReason } from './ack.js'
 export { TOPIC_PREFIX, upTopic, downTopic, bridgeTopic, parseDeviceTopic } from './topics.js'
+export {
+  HTTP_AUTH_SCHEME, EMPTY_BODY_DIGEST, httpSigningInput, bodyDigest, contentDigestHeader, parseContentDigest,
+  signHttpRequest, parseHttpAuthorization, type HttpAuthorization,
+} from './http-signature.js'

@@ -45,6 +45,7 @@ test('a node uses mn/v1/n/ and reads bridge topics', () => {
 test('anonymous clients: anything outside mn/v1/, nothing inside it', () => {
   assert.equal(publishDecision(anonymous, 'sensors/1'), 'allow')
   assert.equal(publishDecision(anonymous, `mn/v1/d/${A}/up`), 'deny')
+  assert.equal(publishDecision(anonymous, `$SYS/broker/new/clients`), 'deny')
   assert.equal(maySubscribe(anonymous, '#'), true)
   assert.equal(maySubscribe(anonymous, 'mn/v1/#'), false)
   assert.equal(maySubscribe(anonymous, 'mn/v1/bridge/#'), false)
