@@ -23,9 +23,9 @@ export function isReserved (topic: string): boolean {
 export type PublishDecision = 'up' | 'allow' | 'deny'
 
 export function publishDecision (who: ClientIdentity, topic: string): PublishDecision {
-  // `$` topics belong to the broker ([MQTT-4.7.2-1]); Aedes even acts on some of them
-  // ($SYS/<broker>/new/clients closes a session), so no client may publish there.
-  if (who.kind === 'anonymous') return isReserved(topic) || topic.startsWith('$') ? 'deny' : 'allow'
+  // $SYS/ is the broker's own: Aedes acts on what arrives there ($SYS/<broker>/new/clients
+  // closes the session of that client id), so no client may publish into it.
+  if (who.kind === 'anonymous') return isReserved(topic) || topic.startsWith('$SYS') ? 'deny' : 'allow'
   switch (who.role) {
     case 'device':
       return topic === upTopic(who.id) ? 'up' : 'deny'
@@ -37,7 +37,8 @@ export function publishDecision (who: ClientIdentity, topic: string): PublishDec
 }
 
 export function maySubscribe (who: ClientIdentity, filter: string): boolean {
-  if (who.kind === 'anonymous') return !isReserved(filter)
+  // $SYS/ names every principal that connects and every filter it holds: not for anonymous eyes.
+  if (who.kind === 'anonymous') return !isReserved(filter) && !filter.startsWith('$SYS')
   switch (who.role) {
     case 'device':
       return filter === downTopic(who.id)
@@ -53,5 +54,5 @@ export function maySubscribe (who: ClientIdentity, filter: string): boolean {
  * ever reach it (§2); principals only hold filters inside their own space.
  */
 export function mayReceive (who: ClientIdentity, topic: string): boolean {
-  return who.kind === 'principal' || !isReserved(topic)
+  return who.kind === 'principal' || (!isReserved(topic) && !topic.startsWith('$SYS/'))
 }

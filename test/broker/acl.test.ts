@@ -48,6 +48,8 @@ test('anonymous clients: anything outside mn/v1/, nothing inside it', () => {
   assert.equal(publishDecision(anonymous, `$SYS/broker/new/clients`), 'deny')
   assert.equal(maySubscribe(anonymous, '#'), true)
   assert.equal(maySubscribe(anonymous, 'mn/v1/#'), false)
+  assert.equal(maySubscribe(anonymous, '$SYS/#'), false)
+  assert.equal(mayReceive(anonymous, '$SYS/broker/new/clients'), false)
   assert.equal(maySubscribe(anonymous, 'mn/v1/bridge/#'), false)
   assert.equal(mayReceive(anonymous, `mn/v1/bridge/status_update/${A}`), false)
   assert.equal(mayReceive(anonymous, 'sensors/1'), true)
