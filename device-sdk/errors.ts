@@ -116,3 +116,16 @@ export class ArgumentError extends MetanodeSdkError {
     this.name = 'ArgumentError'
   }
 }
+
+/** The hub's HTTP API answered with an error status; `code` is its MN_ERR_* code. */
+export class HttpError extends MetanodeSdkError {
+  readonly status: number
+  readonly code: string
+
+  constructor (status: number, code: string, message: string) {
+    super(`HTTP ${status} ${code}: ${message}`)
+    this.name = 'HttpError'
+    this.status = status
+    this.code = code
+  }
+}

@@ -17,6 +17,7 @@ export {
   type ServiceClientOptions, type BridgeRecord, type SendOptions, type ServiceEvents,
 } from './service.js'
 export { verifyEnvelope } from './verify.js'
+export { HubHttpClient, type HttpClientOptions } from './http.js'
 export { backoffDelayMs, DEFAULT_RECONNECT, type ReconnectOptions } from './backoff.js'
 export type { ReconnectingInfo } from './connection.js'
 export type { QueueFullPolicy } from './outbox.js'
@@ -25,5 +26,5 @@ export type {
 } from './messages.js'
 export {
   MetanodeSdkError, AckError, TimeoutError, ClosedError, QueueFullError, PayloadTooLargeError, ConnectError, KeyError,
-  ArgumentError,
+  ArgumentError, HttpError,
 } from './errors.js'

@@ -1,5 +1,5 @@
 /**
- * Principal-signed HTTP requests (docs/protocol.md §10): a device, app or service calls
+ * Principal-signed HTTP requests (docs/protocol.md §8.1): a device, app or service calls
  * the HTTP API with its ed25519 key instead of a bearer token, under the same skew window
  * and replay guard as its MQTT CONNECT.
  *

@@ -1,5 +1,5 @@
 /**
- * Principal-signed HTTP requests (docs/protocol.md §10) against the real hub: the same
+ * Principal-signed HTTP requests (docs/protocol.md §8.1) against the real hub: the same
  * skew window, replay guard and revocation rules as MQTT CONNECT.
  */
 import { test } from 'node:test'

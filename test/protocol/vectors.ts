@@ -6,7 +6,7 @@
  */
 import {
   buildConnectPassword, connectSigningInput, encodeAck, encodeBatch, encodeBridgeRecord, encodeEnvelope, idBytes,
-  MessageType, PROTECTED_EDDSA, signEnvelope, sigStructure, toHex,
+  MessageType, PROTECTED_EDDSA, signEnvelope, sigStructure, toHex, httpSigningInput, bodyDigest, signHttpRequest,
 } from '../../src/protocol/index.js'
 import { DEVICE_ID, DEVICE_PUBLIC, DEVICE_SECRET, HUB_ID, HUB_PUBLIC, HUB_SECRET, T0, nobleSigner, seq16 } from './helpers.js'
 
@@ -62,6 +62,13 @@ export function buildVectors (): Vector[] {
   hex('ack-ok', encodeAck({ re: seq16(0xa0), hubId: HUB_ID, dst: DEVICE_ID, id: seq16(0xe0), ts: T0 + 300 }))
   hex('ack-rejected', encodeAck({ re: seq16(0xb0), hubId: HUB_ID, dst: DEVICE_ID, reason: 'skew', id: seq16(0xf0), ts: T0 + 400 }))
   hex('ack-signed', encodeAck({ re: seq16(0xa0), hubId: HUB_ID, dst: DEVICE_ID, id: seq16(0xe0), ts: T0 + 300, sign: hubSign }))
+
+  const httpBody = '{"desired":{"led":"on"}}'
+  const httpTarget = `/v1/devices/${DEVICE_ID}/state`
+  hex('http-signing-input', httpSigningInput('PATCH', httpTarget, T0, seq16(0x10), bodyDigest(httpBody)))
+  const httpHeaders = signHttpRequest(DEVICE_ID, deviceSign, { method: 'PATCH', target: httpTarget, body: httpBody, ts: T0, nonce: seq16(0x10) })
+  text('http-authorization', httpHeaders.authorization)
+  text('http-content-digest', httpHeaders['content-digest'])
   return out
 }
 
