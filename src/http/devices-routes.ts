@@ -4,7 +4,7 @@
  */
 import type { FastifyBaseLogger, FastifyPluginCallback } from 'fastify'
 import { NotFoundError } from '../errors.js'
-import type { Principal, PrincipalStore } from '../store/index.js'
+import { NAME_CHARS_MAX, type Principal, type PrincipalStore } from '../store/index.js'
 import { requireAdmin } from './identity.js'
 import { routeNotFound } from './error-reply.js'
 import {
@@ -51,6 +51,23 @@ export const devicesRoutes: FastifyPluginCallback<DevicesRoutesOptions> = (app, 
     schema: { params: idParamsSchema, response: { 200: principalSchema } },
   }, async (request) => {
     return found(principals.get(request.params.id), request.params.id)
+  })
+
+  app.patch<{ Params: IdParams, Body: { name: string | null } }>('/:id', {
+    schema: {
+      params: idParamsSchema,
+      body: {
+        type: 'object',
+        required: ['name'],
+        additionalProperties: false,
+        properties: { name: { anyOf: [{ type: 'string', minLength: 1, maxLength: NAME_CHARS_MAX }, { type: 'null' }] } },
+      },
+      response: { 200: principalSchema },
+    },
+  }, async request => {
+    const principal = principals.rename(request.params.id, request.body.name)
+    request.log.info({ id: principal.id }, 'principal renamed')
+    return principal
   })
 
   app.delete<{ Params: IdParams }>('/:id', {

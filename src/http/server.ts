@@ -8,8 +8,12 @@ import type { Store } from '../store/index.js'
 import { devicesRoutes } from './devices-routes.js'
 import { errorBody, routeNotFound, toMetanodeError } from './error-reply.js'
 import { healthRoute } from './health-route.js'
+import { stateRoutes, adminTokenAuthorizer, type StateAuthorizer } from './state-routes.js'
+import type { StateService } from '../state/service.js'
 import { installIdentity } from './identity.js'
 import { meRoute } from './me-route.js'
+import { provisioningRoutes } from './provisioning-routes.js'
+import { registerGuards, GUARD_DEFAULTS, type GuardOptions } from './guards.js'
 import { PrincipalDirectory } from '../auth/principal-keys.js'
 import { ReplayGuard } from '../protocol/index.js'
 import { DEFAULT_CONFIG } from '../config.js'
@@ -19,8 +23,8 @@ export const BODY_LIMIT_BYTES_DEFAULT = 64 * 1024
 /** Time a client has to send a whole request, in ms (upgraded WebSocket connections are not affected). */
 export const REQUEST_TIMEOUT_MS_DEFAULT = 30_000
 
-export interface HttpServerOptions {
-  store: Pick<Store, 'principals'>
+export interface HttpServerOptions extends Partial<GuardOptions> {
+  store: Pick<Store, 'principals' | 'provisioning'>
   adminToken: string
   /** Any pino logger; the server logs through a child bound to `component: 'http'`. */
   log: Logger
@@ -36,6 +40,10 @@ export interface HttpServerOptions {
   requestNonces?: ReplayGuard
   /** Allowed clock skew of principal-signed requests, in ms. */
   skewMs?: number
+  /** Device state documents: served under /v1/devices/:id/state when given. */
+  state?: StateService
+  /** Who may read and write state documents; the admin token alone when absent. */
+  authorizeState?: StateAuthorizer
 }
 
 export function createHttpServer (options: HttpServerOptions): FastifyInstance {
@@ -87,13 +95,25 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
     }),
     skewMs,
   })
+  registerGuards(app as unknown as FastifyInstance, options)
   app.register(healthRoute, { isReady: options.isReady ?? (() => true) })
   app.register(meRoute, { principals: options.store.principals })
+  app.register(provisioningRoutes, {
+    provisioning: options.store.provisioning,
+    enrollPerMinute: options.enrollPerMinute ?? GUARD_DEFAULTS.enrollPerMinute,
+  })
   app.register(devicesRoutes, {
     prefix: '/v1/devices',
     principals: options.store.principals,
     onRevoke: options.onRevoke,
   })
+  if (options.state) {
+    app.register(stateRoutes, {
+      prefix: '/v1/devices/:id/state',
+      state: options.state,
+      authorize: options.authorizeState ?? adminTokenAuthorizer(options.adminToken),
+    })
+  }
   // Fastify types the instance by its logger's class; callers need only the base logger
   // interface, and the plain type is what other modules can name.
   return app as unknown as FastifyInstance

@@ -3,6 +3,7 @@
  */
 import { openDatabase, type Database } from './database.js'
 import { PrincipalStore } from './principals.js'
+import { ProvisioningStore } from './provisioning.js'
 
 export { openDatabase, BUSY_TIMEOUT_MS } from './database.js'
 export { migrate, userVersion, MIGRATIONS, SCHEMA_VERSION, type Migration } from './migrations.js'
@@ -11,6 +12,7 @@ export {
   PrincipalStore, ROLES, NAME_CHARS_MAX, LIST_LIMIT_MAX,
   type Role, type Principal, type CreatePrincipalInput, type ListPrincipalsQuery, type RevokeResult,
 } from './principals.js'
+export { ProvisioningStore, type ProvisioningToken, type CreateTokenInput } from './provisioning.js'
 export type { Database }
 
 export interface StoreOptions {
@@ -21,6 +23,7 @@ export interface StoreOptions {
 export interface Store {
   readonly db: Database
   readonly principals: PrincipalStore
+  readonly provisioning: ProvisioningStore
   /** Closes the database; safe to call more than once. */
   close (): Promise<void>
 }
@@ -28,8 +31,10 @@ export interface Store {
 export function openStore (options: StoreOptions): Store {
   const db = openDatabase(options.file)
   let principals: PrincipalStore
+  let provisioning: ProvisioningStore
   try {
     principals = new PrincipalStore(db)
+    provisioning = new ProvisioningStore(db, principals)
   } catch (err) {
     db.close()
     throw err
@@ -38,6 +43,7 @@ export function openStore (options: StoreOptions): Store {
   return {
     db,
     principals,
+    provisioning,
     async close () {
       if (closed) return
       closed = true

@@ -70,6 +70,8 @@ export class PrincipalStore {
   readonly #get: Statement<[string], Row>
   readonly #getPublicKey: Statement<[string], { public_key: Buffer }>
   readonly #revoke: Statement<[number, string]>
+  readonly #rename: Statement<[string | null, string]>
+  readonly #setProvisionedBy: Statement<[string, string]>
   readonly #count: Statement<[], { n: number }>
   /** One statement per combination of list filters: at most 2 × 3 × 2 = 12. */
   readonly #listStatements = new Map<string, Statement<unknown[], Row>>()
@@ -80,6 +82,8 @@ export class PrincipalStore {
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM principals WHERE id = ?`)
     this.#getPublicKey = db.prepare('SELECT public_key FROM principals WHERE id = ?')
     this.#revoke = db.prepare('UPDATE principals SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL')
+    this.#rename = db.prepare('UPDATE principals SET name = ? WHERE id = ?')
+    this.#setProvisionedBy = db.prepare('UPDATE principals SET provisioned_by = ? WHERE id = ?')
     this.#count = db.prepare('SELECT count(*) AS n FROM principals')
   }
 
@@ -89,13 +93,7 @@ export class PrincipalStore {
     if (!ROLES.includes(input.role)) {
       throw new BadRequestError(`role must be one of ${ROLES.join(', ')}, got ${JSON.stringify(input.role)}`)
     }
-    const name = input.name ?? null
-    if (name !== null) {
-      const chars = typeof name === 'string' ? [...name].length : -1
-      if (chars < 1 || chars > NAME_CHARS_MAX) {
-        throw new BadRequestError(`name must be a string of 1 to ${NAME_CHARS_MAX} characters`)
-      }
-    }
+    const name = checkName(input.name ?? null)
     const nowMs = input.nowMs ?? Date.now()
     requireTimeMs('nowMs', nowMs)
     const id = principalIdFromPublicKey(publicKey)
@@ -153,6 +151,17 @@ export class PrincipalStore {
     })()
   }
 
+  /** Sets or clears (null) a principal's name; NotFoundError when the id is unknown. */
+  rename (id: string, name: string | null): Principal {
+    if (this.#rename.run(checkName(name), id).changes === 0) throw new NotFoundError(`no principal with id ${JSON.stringify(id)}`)
+    return this.get(id)!
+  }
+
+  /** Records which provisioning token enrolled a principal (inside the enrolment's transaction). */
+  markProvisionedBy (id: string, tokenId: string): void {
+    this.#setProvisionedBy.run(tokenId, id)
+  }
+
   count (): number {
     return this.#count.get()!.n
   }
@@ -184,6 +193,15 @@ function toPrincipal (row: Row): Principal {
     created: row.created_ms,
     revoked: row.revoked_ms,
   }
+}
+
+function checkName (name: string | null): string | null {
+  if (name === null) return null
+  const chars = typeof name === 'string' ? [...name].length : -1
+  if (chars < 1 || chars > NAME_CHARS_MAX) {
+    throw new BadRequestError(`name must be a string of 1 to ${NAME_CHARS_MAX} characters`)
+  }
+  return name
 }
 
 function requireTimeMs (name: string, value: number): void {
