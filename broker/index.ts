@@ -50,6 +50,13 @@ export interface MetanodeBroker {
   handle (conn: Duplex, req?: IncomingMessage): void
   /** Publishes at QoS 1, never retained; resolves once the broker has taken it. */
   publish (topic: string, payload: Buffer): Promise<void>
+  /**
+   * Listens in-process on a topic filter (bridge records for the HTTP stream, say); resolves
+   * with a function that stops listening. The handler must not throw.
+   */
+  listen (filter: string, handler: (topic: string, payload: Buffer) => void): Promise<() => Promise<void>>
+  /** True while a principal has a live MQTT session on this hub. */
+  isOnline (id: string): boolean
   /** Closes a principal's live session at once and refuses it from now on. */
   revoke (id: string): void
   close (): Promise<void>
@@ -159,6 +166,23 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
       })
     },
     publish,
+    listen (filter, handler) {
+      const deliver = (packet: { topic: string, payload: Buffer | string }, cb: () => void): void => {
+        handler(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload))
+        cb()
+      }
+      return new Promise((resolve, reject) => {
+        // Aedes types the callback without its error argument; mqemitter passes one.
+        const subscribed = ((err?: Error) => {
+          if (err) return reject(err)
+          resolve(() => new Promise<void>(done => aedes.unsubscribe(filter, deliver, () => done())))
+        }) as () => void
+        aedes.subscribe(filter, deliver, subscribed)
+      })
+    },
+    isOnline (id) {
+      return (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[id] !== undefined
+    },
     revoke (id) {
       ctx.directory.forget(id)
       const client = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[id]

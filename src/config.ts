@@ -31,6 +31,18 @@ export interface ClientLimits {
   packetBytesMax: number
 }
 
+export interface StateLimits {
+  /**
+   * Largest state document, in bytes: desired plus reported as compact UTF-8 JSON (the
+   * per-field timestamps are not counted). At most payloadBytesMax / 8, so that the whole
+   * document, its delta and its timestamps, as CBOR, always fit in one Ack; when not set,
+   * 8 KiB or that bound, whichever is smaller.
+   */
+  documentBytesMax: number
+  /** Deepest nesting of objects and arrays in desired or in reported, in levels (a flat map is 1). */
+  depthMax: number
+}
+
 export interface TlsConfig {
   /** PEM certificate chain file. */
   certFile: string
@@ -61,6 +73,8 @@ export interface HubConfig {
   signAcks: boolean
   protocol: ProtocolLimits
   clients: ClientLimits
+  /** Device state documents (docs/protocol.md §14). */
+  state: StateLimits
   /** pino level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   /** Interval for rate-limited rejection log lines, in ms. */
@@ -91,21 +105,33 @@ export const DEFAULT_CONFIG: HubConfig = Object.freeze({
     subscriptionsMax: 100,
     packetBytesMax: 256 * 1024,
   }),
+  state: Object.freeze({
+    documentBytesMax: 8 * 1024,
+    depthMax: 8,
+  }),
   logLevel: 'info',
   rejectionLogIntervalMs: 10_000,
 }) as HubConfig
 
-export type HubConfigInput = Partial<Omit<HubConfig, 'protocol' | 'clients' | 'tls'>> & {
+export type HubConfigInput = Partial<Omit<HubConfig, 'protocol' | 'clients' | 'state' | 'tls'>> & {
   protocol?: Partial<ProtocolLimits>
   clients?: Partial<ClientLimits>
+  state?: Partial<StateLimits>
   tls?: TlsConfig | null
 }
+
+/**
+ * A body may nest 24 levels (protocol-v1 §4), and the deepest place a section goes is the
+ * timestamps of desired in a StatusSync's Ack: body, result, meta, meta.desired, then the
+ * section's own levels.
+ */
+const STATE_DEPTH_MAX = 21
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
 /** Merges input over the defaults, validates every field and returns a frozen config. */
 export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> {
-  const known = new Set([...Object.keys(DEFAULT_CONFIG), 'protocol', 'clients', 'tls'])
+  const known = new Set([...Object.keys(DEFAULT_CONFIG), 'protocol', 'clients', 'state', 'tls'])
   for (const key of Object.keys(input)) {
     if (!known.has(key)) throw new ConfigError(`unknown config key "${key}"`)
   }
@@ -114,6 +140,7 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
     ...stripUndefined(input),
     protocol: { ...DEFAULT_CONFIG.protocol, ...stripUndefined(input.protocol ?? {}) },
     clients: { ...DEFAULT_CONFIG.clients, ...stripUndefined(input.clients ?? {}) },
+    state: { ...DEFAULT_CONFIG.state, ...stripUndefined(input.state ?? {}) },
     tls: input.tls ?? null,
   }
   requireString('host', config.host)
@@ -133,6 +160,20 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
   }
   for (const [key, value] of Object.entries(config.protocol)) requirePositiveInt(`protocol.${key}`, value)
   for (const [key, value] of Object.entries(config.clients)) requirePositiveInt(`clients.${key}`, value)
+  requireKnownKeys('state', config.state, DEFAULT_CONFIG.state)
+  if (input.state?.documentBytesMax === undefined) {
+    // The default cap shrinks with a smaller payload limit; a cap given explicitly is checked below.
+    config.state.documentBytesMax = Math.min(DEFAULT_CONFIG.state.documentBytesMax, Math.floor(config.protocol.payloadBytesMax / 8))
+  }
+  for (const [key, value] of Object.entries(config.state)) requirePositiveInt(`state.${key}`, value)
+  // A whole document with its delta and timestamps, as CBOR, is at most about 6.5 times its
+  // JSON size (a float is 9 CBOR bytes where JSON may need 4), and it must fit in one Ack.
+  if (config.state.documentBytesMax > Math.floor(config.protocol.payloadBytesMax / 8)) {
+    throw new ConfigError(`state.documentBytesMax must be at most protocol.payloadBytesMax / 8 (${Math.floor(config.protocol.payloadBytesMax / 8)}), got ${config.state.documentBytesMax}`)
+  }
+  if (config.state.depthMax > STATE_DEPTH_MAX) {
+    throw new ConfigError(`state.depthMax must be at most ${STATE_DEPTH_MAX} (so that a whole document fits in an Ack body's 24 levels), got ${config.state.depthMax}`)
+  }
   requirePositiveInt('rejectionLogIntervalMs', config.rejectionLogIntervalMs)
   if (!LOG_LEVELS.includes(config.logLevel)) throw new ConfigError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
   return deepFreeze(config)
@@ -140,6 +181,12 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
 
 function stripUndefined<T extends object> (value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+function requireKnownKeys (name: string, value: object, defaults: object): void {
+  for (const key of Object.keys(value)) {
+    if (!Object.hasOwn(defaults, key)) throw new ConfigError(`unknown config key "${name}.${key}"`)
+  }
 }
 
 function requireString (name: string, value: unknown): void {

@@ -20,6 +20,12 @@ import { createHttpServer } from './http/server.js'
 import { loadOrCreateAdminToken } from './http/admin-token.js'
 import { loadOrCreateNodeKey } from './node-key.js'
 import { createBroker, type MetanodeBroker } from '../broker/index.js'
+import { encodeEnvelope, signEnvelope, idBytes } from './protocol/index.js'
+import { NotFoundError, ConflictError } from './errors.js'
+import { randomBytes } from 'node:crypto'
+import { createStateService, type StateService } from './state/service.js'
+import { createStateMqtt } from './state/mqtt.js'
+import { downTopic } from './protocol/index.js'
 
 export interface HubOptions extends HubConfigInput {
   /** A logger to use instead of creating one from `logLevel`. */
@@ -36,6 +42,8 @@ export interface Hub {
   readonly adminToken: string
   readonly store: Store
   readonly broker: MetanodeBroker
+  /** Device state documents (docs/protocol.md §14). */
+  readonly state: StateService
   readonly registry: Registry
   close (): Promise<void>
 }
@@ -51,12 +59,15 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
   // TCP servers can finish closing), and the store closes last, after in-flight writes.
   let store: Store | null = null
   let broker: MetanodeBroker | null = null
+  let state: StateService | null = null
   let app: FastifyInstance | null = null
   const servers: TcpServer[] = []
   const closeAll = async (): Promise<void> => {
     const serversClosed = servers.map(server => new Promise<void>(resolve => server.close(() => resolve())))
     const steps: Array<[string, (() => Promise<unknown>) | null]> = [
       ['http', app ? () => app!.close() : null],
+      // Before the broker: the deltas it is still sending need a live broker to finish.
+      ['state', state ? () => state!.close() : null],
       ['broker', broker ? () => broker!.close() : null],
       ['listeners', () => Promise.all(serversClosed)],
       ['store', store ? () => store!.close() : null],
@@ -76,6 +87,17 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       log.warn('!!! ANONYMOUS MODE: clients without credentials are admitted (outside mn/v1/ only). Development use only: never run a production hub with --allow-anonymous. !!!')
     }
 
+    // Deltas go out through the broker, which is made next with the state handlers.
+    const stateService = state = createStateService({
+      db: store.db,
+      log: log.child({ component: 'state' }),
+      limits: config.state,
+      hubId: nodeKey.id,
+      sign: config.signAcks ? nodeKey.sign : undefined,
+      publishDown: (deviceId, envelope) => broker ? broker.publish(downTopic(deviceId), Buffer.from(envelope)) : Promise.resolve(),
+    })
+    const stateMqtt = createStateMqtt({ state: stateService, log: log.child({ component: 'state' }) })
+
     const registry = new Registry()
     collectDefaultMetrics({ register: registry, prefix: 'metanode_' })
     const mqttBroker = broker = await createBroker({
@@ -85,7 +107,10 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       log: log.child({ component: 'broker' }),
       registry,
       signAck: config.signAcks ? nodeKey.sign : undefined,
+      handlers: stateMqtt.handlers,
+      onPrincipalReady: stateMqtt.onPrincipalReady,
     })
+    mqttBroker.aedes.on('subscribe', (subscriptions, client) => stateMqtt.onSubscribed(client.id, subscriptions))
 
     let ready = false
     const http = app = createHttpServer({
@@ -96,6 +121,19 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       onRevoke: id => mqttBroker.revoke(id),
       principalKeys: mqttBroker.directory,
       skewMs: config.protocol.skewMs,
+      listenBridge: (filter, handler) => mqttBroker.listen(filter, handler),
+      sendToDevice: async (deviceId, message) => {
+        const device = principals.get(deviceId)
+        if (!device || device.role !== 'device') throw new NotFoundError(`no device with id ${JSON.stringify(deviceId)}`)
+        if (device.revoked !== null) throw new ConflictError('that device is revoked')
+        const id = randomBytes(16)
+        const envelope = encodeEnvelope({ type: message.type, src: nodeKey.id, dst: deviceId, id, body: message.body, prio: message.prio })
+        // Down envelopes of prio 0 and 1 are signed with the hub's key, as devices may require.
+        const payload = config.signAcks || message.prio <= 1 ? signEnvelope(envelope, idBytes(nodeKey.id), nodeKey.sign) : envelope
+        await mqttBroker.publish(downTopic(deviceId), Buffer.from(payload))
+        return { id: id.toString('hex'), online: mqttBroker.isOnline(deviceId) }
+      },
+      state: stateService,
     })
     http.get('/metrics', async (_req, reply) => {
       reply.type(registry.contentType)
@@ -129,6 +167,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       adminToken,
       store,
       broker: mqttBroker,
+      state: stateService,
       registry,
       close () {
         closing ??= (async () => {

@@ -13,6 +13,8 @@ import type { StateService } from '../state/service.js'
 import { installIdentity } from './identity.js'
 import { meRoute } from './me-route.js'
 import { provisioningRoutes } from './provisioning-routes.js'
+import { streamRoute, type ListenBridge } from './stream-route.js'
+import { messagesRoute, type SendToDevice } from './messages-route.js'
 import { registerGuards, GUARD_DEFAULTS, type GuardOptions } from './guards.js'
 import { PrincipalDirectory } from '../auth/principal-keys.js'
 import { ReplayGuard } from '../protocol/index.js'
@@ -40,6 +42,10 @@ export interface HttpServerOptions extends Partial<GuardOptions> {
   requestNonces?: ReplayGuard
   /** Allowed clock skew of principal-signed requests, in ms. */
   skewMs?: number
+  /** In-process bridge subscription behind GET /v1/stream (absent: no stream route). */
+  listenBridge?: ListenBridge
+  /** Publishes to a device's down topic, behind POST /v1/devices/{id}/messages. */
+  sendToDevice?: SendToDevice
   /** Device state documents: served under /v1/devices/:id/state when given. */
   state?: StateService
   /** Who may read and write state documents; the admin token alone when absent. */
@@ -96,12 +102,17 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
     skewMs,
   })
   registerGuards(app as unknown as FastifyInstance, options)
-  app.register(healthRoute, { isReady: options.isReady ?? (() => true) })
+  app.register(healthRoute, {
+    isReady: options.isReady ?? (() => true),
+    readinessChecks: { database: () => { options.store.principals.count() } },
+  })
   app.register(meRoute, { principals: options.store.principals })
   app.register(provisioningRoutes, {
     provisioning: options.store.provisioning,
     enrollPerMinute: options.enrollPerMinute ?? GUARD_DEFAULTS.enrollPerMinute,
   })
+  if (options.listenBridge) app.register(streamRoute, { listenBridge: options.listenBridge })
+  if (options.sendToDevice) app.register(messagesRoute, { sendToDevice: options.sendToDevice })
   app.register(devicesRoutes, {
     prefix: '/v1/devices',
     principals: options.store.principals,

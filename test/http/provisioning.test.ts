@@ -112,3 +112,14 @@ test('security headers on every answer; the OpenAPI document lists the routes', 
   const ui = await fetch(`http://127.0.0.1:${hub.httpPort}/docs/`)
   assert.equal(ui.status, 200)
 })
+
+test('/readyz reports each check; 503 once the database is gone', async t => {
+  const hub = await startTestHub(t)
+  const ready = await fetch(`http://127.0.0.1:${hub.httpPort}/readyz`)
+  assert.equal(ready.status, 200)
+  assert.deepEqual(await ready.json(), { status: 'ready', checks: { listeners: 'ok', database: 'ok' } })
+  hub.store.db.close()
+  const broken = await fetch(`http://127.0.0.1:${hub.httpPort}/readyz`)
+  assert.equal(broken.status, 503)
+  assert.equal((await broken.json() as { checks: Record<string, string> }).checks.database, 'failing')
+})
