@@ -8,7 +8,7 @@ import type { Store } from '../store/index.js'
 import { devicesRoutes } from './devices-routes.js'
 import { errorBody, routeNotFound, toMetanodeError } from './error-reply.js'
 import { healthRoute } from './health-route.js'
-import { stateRoutes, adminTokenAuthorizer, type StateAuthorizer } from './state-routes.js'
+import { stateRoutes, identityAuthorizer, type StateAuthorizer } from './state-routes.js'
 import type { StateService } from '../state/service.js'
 import { installIdentity } from './identity.js'
 import { meRoute } from './me-route.js'
@@ -122,7 +122,7 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
     app.register(stateRoutes, {
       prefix: '/v1/devices/:id/state',
       state: options.state,
-      authorize: options.authorizeState ?? adminTokenAuthorizer(options.adminToken),
+      authorize: options.authorizeState ?? identityAuthorizer,
     })
   }
   // Fastify types the instance by its logger's class; callers need only the base logger

@@ -9,10 +9,9 @@
  * body is read. Devices change reported over MQTT only.
  */
 import type { FastifyPluginCallback, FastifyRequest } from 'fastify'
-import { UnauthorizedError } from '../errors.js'
+import { ForbiddenError, UnauthorizedError } from '../errors.js'
 import type { StateDocument, StateService } from '../state/service.js'
 import { StateVersionConflictError } from '../state/errors.js'
-import { tokenMatches } from './admin-token.js'
 import { errorBody } from './error-reply.js'
 
 export type StateAccess = 'read' | 'write'
@@ -138,9 +137,19 @@ export const stateRoutes: FastifyPluginCallback<StateRoutesOptions> = (app, opti
 }
 
 /** The authorizer the hub starts with: the admin token may read and write every document. */
-export function adminTokenAuthorizer (adminToken: string): StateAuthorizer {
-  return request => {
-    const bearer = /^Bearer +(\S+) *$/i.exec(request.headers.authorization ?? '')
-    if (bearer === null || !tokenMatches(adminToken, bearer[1])) throw new UnauthorizedError()
-  }
+/**
+ * Who may do what with a state document, by the identity the request was signed or
+ * tokened with: the admin everything; a service reads and changes desired of any device
+ * (backends steer devices); a device reads its own document only (it reports over MQTT);
+ * anyone else nothing.
+ */
+export const identityAuthorizer: StateAuthorizer = (request, deviceId, access) => {
+  const { identity } = request
+  if (identity.kind === 'admin') return
+  if (identity.kind === 'anonymous') throw new UnauthorizedError('state documents need the admin token or a principal signature')
+  if (identity.role === 'service') return
+  if (identity.role === 'device' && identity.id === deviceId && access === 'read') return
+  throw new ForbiddenError(identity.role === 'device' && identity.id === deviceId
+    ? 'a device changes its state by reporting over MQTT'
+    : 'a principal may only read its own state document')
 }

@@ -76,3 +76,23 @@ test('a body that differs from the signed Content-Digest is refused', async t =>
   assert.equal((await fetch(url, { headers })).status, 400)
   assert.equal(contentDigestHeader(bodyDigest('')), 'sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:')
 })
+
+test('state documents over signed requests: a device reads its own; a service steers any; others are refused', async t => {
+  const hub = await startTestHub(t)
+  const device = await enrollPrincipal(hub)
+  const other = await enrollPrincipal(hub)
+  const service = await enrollPrincipal(hub, 'service')
+  const base = `http://127.0.0.1:${hub.httpPort}`
+  const call = async (who: typeof device, method: string, target: string, body?: string): Promise<number> => {
+    const headers = { ...signHttpRequest(who.id, who.sign, { method, target, body }), ...(body ? { 'content-type': 'application/json' } : {}) }
+    return (await fetch(base + target, { method, headers, body })).status
+  }
+  const own = `/v1/devices/${device.id}/state`
+  const patch = JSON.stringify({ desired: { led: 'on' } })
+  assert.equal(await call(service, 'PATCH', own, patch), 200)
+  assert.equal(await call(device, 'GET', own), 200)
+  assert.equal(await call(device, 'PATCH', own, patch), 403)
+  assert.equal(await call(other, 'GET', own), 403)
+  assert.equal(await call(service, 'GET', own), 200)
+  assert.equal((await fetch(base + own)).status, 401)
+})
