@@ -43,6 +43,15 @@ export interface StateLimits {
   depthMax: number
 }
 
+export interface HttpGuards {
+  /** Requests per minute per principal, and per address for anonymous callers (the admin is not limited). */
+  rateLimitPerMinute: number
+  /** Self-enrolments with a provisioning token per address per minute. */
+  enrollPerMinute: number
+  /** Browser origins allowed by CORS; empty: none. */
+  corsOrigins: string[]
+}
+
 export interface TlsConfig {
   /** PEM certificate chain file. */
   certFile: string
@@ -75,6 +84,8 @@ export interface HubConfig {
   clients: ClientLimits
   /** Device state documents (docs/protocol.md §14). */
   state: StateLimits
+  /** The HTTP gateway's guards. */
+  http: HttpGuards
   /** pino level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   /** Interval for rate-limited rejection log lines, in ms. */
@@ -109,11 +120,17 @@ export const DEFAULT_CONFIG: HubConfig = Object.freeze({
     documentBytesMax: 8 * 1024,
     depthMax: 8,
   }),
+  http: Object.freeze({
+    rateLimitPerMinute: 1_200,
+    enrollPerMinute: 30,
+    corsOrigins: Object.freeze([]) as unknown as string[],
+  }),
   logLevel: 'info',
   rejectionLogIntervalMs: 10_000,
 }) as HubConfig
 
-export type HubConfigInput = Partial<Omit<HubConfig, 'protocol' | 'clients' | 'state' | 'tls'>> & {
+export type HubConfigInput = Partial<Omit<HubConfig, 'protocol' | 'clients' | 'state' | 'http' | 'tls'>> & {
+  http?: Partial<HttpGuards>
   protocol?: Partial<ProtocolLimits>
   clients?: Partial<ClientLimits>
   state?: Partial<StateLimits>
@@ -131,7 +148,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 /** Merges input over the defaults, validates every field and returns a frozen config. */
 export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> {
-  const known = new Set([...Object.keys(DEFAULT_CONFIG), 'protocol', 'clients', 'state', 'tls'])
+  const known = new Set([...Object.keys(DEFAULT_CONFIG), 'protocol', 'clients', 'state', 'http', 'tls'])
   for (const key of Object.keys(input)) {
     if (!known.has(key)) throw new ConfigError(`unknown config key "${key}"`)
   }
@@ -141,6 +158,7 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
     protocol: { ...DEFAULT_CONFIG.protocol, ...stripUndefined(input.protocol ?? {}) },
     clients: { ...DEFAULT_CONFIG.clients, ...stripUndefined(input.clients ?? {}) },
     state: { ...DEFAULT_CONFIG.state, ...stripUndefined(input.state ?? {}) },
+    http: { ...DEFAULT_CONFIG.http, ...stripUndefined(input.http ?? {}) },
     tls: input.tls ?? null,
   }
   requireString('host', config.host)
@@ -153,6 +171,9 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
   if (config.adminToken !== null && (typeof config.adminToken !== 'string' || config.adminToken.length < 16)) {
     throw new ConfigError('adminToken must be a string of at least 16 characters')
   }
+  if (config.clients.packetBytesMax <= config.protocol.payloadBytesMax) {
+    throw new ConfigError('clients.packetBytesMax must be larger than protocol.payloadBytesMax, so that an oversize payload is refused as too_large rather than by disconnecting')
+  }
   if (config.tls) {
     requireString('tls.certFile', config.tls.certFile)
     requireString('tls.keyFile', config.tls.keyFile)
@@ -160,6 +181,13 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
   }
   for (const [key, value] of Object.entries(config.protocol)) requirePositiveInt(`protocol.${key}`, value)
   for (const [key, value] of Object.entries(config.clients)) requirePositiveInt(`clients.${key}`, value)
+  requireKnownKeys('http', config.http, DEFAULT_CONFIG.http)
+  requirePositiveInt('http.rateLimitPerMinute', config.http.rateLimitPerMinute)
+  requirePositiveInt('http.enrollPerMinute', config.http.enrollPerMinute)
+  if (!Array.isArray(config.http.corsOrigins) || !config.http.corsOrigins.every(o => typeof o === 'string' && /^https?:\/\/[^/]+$/.test(o))) {
+    throw new ConfigError('http.corsOrigins must be a list of origins such as "https://app.example.com"')
+  }
+  config.http.corsOrigins = [...config.http.corsOrigins]
   requireKnownKeys('state', config.state, DEFAULT_CONFIG.state)
   if (input.state?.documentBytesMax === undefined) {
     // The default cap shrinks with a smaller payload limit; a cap given explicitly is checked below.

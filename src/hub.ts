@@ -120,6 +120,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       isReady: () => ready,
       onRevoke: id => mqttBroker.revoke(id),
       principalKeys: mqttBroker.directory,
+      ...config.http,
       skewMs: config.protocol.skewMs,
       listenBridge: (filter, handler) => mqttBroker.listen(filter, handler),
       sendToDevice: async (deviceId, message) => {
