@@ -171,6 +171,10 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
   if (config.adminToken !== null && (typeof config.adminToken !== 'string' || config.adminToken.length < 16)) {
     throw new ConfigError('adminToken must be a string of at least 16 characters')
   }
+  if (input.clients?.packetBytesMax === undefined) {
+    // Unless set, the packet cap leaves room above the payload limit for topic and headers.
+    config.clients.packetBytesMax = Math.max(DEFAULT_CONFIG.clients.packetBytesMax, config.protocol.payloadBytesMax + 64 * 1024)
+  }
   if (config.clients.packetBytesMax <= config.protocol.payloadBytesMax) {
     throw new ConfigError('clients.packetBytesMax must be larger than protocol.payloadBytesMax, so that an oversize payload is refused as too_large rather than by disconnecting')
   }
