@@ -133,9 +133,9 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
   aedes.on('clientReady', client => {
     metrics.clients.inc()
     const identity = ctx.clients.get(client)?.identity
-    // A CONNECT that raced a revocation registers after it: look once more now.
+    // A CONNECT that raced a revocation registers after it: look once more now. A
+    // revocation drops the cached entry (revoke below), so this reads the store only then.
     if (identity?.kind === 'principal') {
-      ctx.directory.forget(identity.id)
       if (ctx.directory.get(identity.id)?.revoked !== false) return client.close()
       options.onPrincipalReady?.({ id: identity.id, role: identity.role })
     }
