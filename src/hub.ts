@@ -20,7 +20,9 @@ import { createHttpServer } from './http/server.js'
 import { loadOrCreateAdminToken } from './http/admin-token.js'
 import { loadOrCreateNodeKey } from './node-key.js'
 import { createBroker, type MetanodeBroker } from '../broker/index.js'
-import { encodeEnvelope, signEnvelope, idBytes } from './protocol/index.js'
+import { encodeEnvelope, signEnvelope, idBytes, MessageType } from './protocol/index.js'
+import { AuditLog, PolicyStore } from './cage/index.js'
+import type { MessageHandler } from '../broker/index.js'
 import { NotFoundError, ConflictError } from './errors.js'
 import { randomBytes } from 'node:crypto'
 import { createStateService, type StateService } from './state/service.js'
@@ -44,6 +46,10 @@ export interface Hub {
   readonly broker: MetanodeBroker
   /** Device state documents (docs/protocol.md §14). */
   readonly state: StateService
+  /** The hash-chained audit log (HTTP CAGE). */
+  readonly audit: AuditLog
+  /** The HTTP gateway's policy rules. */
+  readonly policies: PolicyStore
   readonly registry: Registry
   close (): Promise<void>
 }
@@ -60,6 +66,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
   let store: Store | null = null
   let broker: MetanodeBroker | null = null
   let state: StateService | null = null
+  let policies: PolicyStore | null = null
   let app: FastifyInstance | null = null
   const servers: TcpServer[] = []
   const closeAll = async (): Promise<void> => {
@@ -69,6 +76,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       // Before the broker: the deltas it is still sending need a live broker to finish.
       ['state', state ? () => state!.close() : null],
       ['broker', broker ? () => broker!.close() : null],
+      ['policies', policies ? () => policies!.close() : null],
       ['listeners', () => Promise.all(serversClosed)],
       ['store', store ? () => store!.close() : null],
     ]
@@ -86,6 +94,9 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
     if (config.allowAnonymous) {
       log.warn('!!! ANONYMOUS MODE: clients without credentials are admitted (outside mn/v1/ only). Development use only: never run a production hub with --allow-anonymous. !!!')
     }
+
+    const audit = new AuditLog(store.db)
+    policies = new PolicyStore(store.db, { audit })
 
     // Deltas go out through the broker, which is made next with the state handlers.
     const stateService = state = createStateService({
@@ -107,7 +118,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       log: log.child({ component: 'broker' }),
       registry,
       signAck: config.signAcks ? nodeKey.sign : undefined,
-      handlers: stateMqtt.handlers,
+      handlers: new Map([...stateMqtt.handlers, [MessageType.SecurityAlert, securityAlertHandler(audit)]]),
       onPrincipalReady: stateMqtt.onPrincipalReady,
     })
     mqttBroker.aedes.on('subscribe', (subscriptions, client) => stateMqtt.onSubscribed(client.id, subscriptions))
@@ -121,6 +132,8 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       onRevoke: id => mqttBroker.revoke(id),
       principalKeys: mqttBroker.directory,
       ...config.http,
+      policies,
+      audit,
       skewMs: config.protocol.skewMs,
       listenBridge: (filter, handler) => mqttBroker.listen(filter, handler),
       sendToDevice: async (deviceId, message) => {
@@ -169,6 +182,8 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       store,
       broker: mqttBroker,
       state: stateService,
+      audit,
+      policies,
       registry,
       close () {
         closing ??= (async () => {
@@ -220,3 +235,12 @@ function listen (server: TcpServer, port: number, host: string): Promise<number>
   })
 }
 
+
+/** Security alerts from devices go into the audit log as well as onto their bridge topic. */
+function securityAlertHandler (audit: AuditLog): MessageHandler {
+  return ({ principal, envelope }) => {
+    const body = envelope.body as { kind: string, detail: unknown }
+    const detail = typeof body.detail === 'string' ? body.detail.slice(0, 1024) : '(structured; see the bridge record)'
+    audit.append({ actor: `principal:${principal.id}`, action: 'security.alert', target: principal.id, detail: { kind: String(body.kind).slice(0, 128), detail } })
+  }
+}

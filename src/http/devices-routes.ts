@@ -6,6 +6,8 @@ import type { FastifyBaseLogger, FastifyPluginCallback } from 'fastify'
 import { NotFoundError } from '../errors.js'
 import { NAME_CHARS_MAX, type Principal, type PrincipalStore } from '../store/index.js'
 import { requireAdmin } from './identity.js'
+import { audited } from './audited.js'
+import type { AuditLog } from '../cage/index.js'
 import { routeNotFound } from './error-reply.js'
 import {
   enrolBodySchema, idParamsSchema, listQuerySchema, principalListSchema, principalSchema,
@@ -14,19 +16,22 @@ import {
 
 export interface DevicesRoutesOptions {
   principals: PrincipalStore
+  /** Where enrolments, renames and revocations are recorded. */
+  audit?: AuditLog
   /** Told of every successful DELETE, so the hub can close the principal's live session. */
   onRevoke?: (id: string) => void | Promise<void>
 }
 
 export const devicesRoutes: FastifyPluginCallback<DevicesRoutesOptions> = (app, options, done) => {
-  const { principals, onRevoke } = options
+  const { principals, onRevoke, audit } = options
   app.addHook('onRequest', requireAdmin)
 
   app.post<{ Body: EnrolBody }>('/', {
     schema: { body: enrolBodySchema, response: { 201: principalSchema } },
   }, async (request, reply) => {
     const { publicKey, role, name } = request.body
-    const principal = principals.create({ publicKey, role, name: name ?? null })
+    const principal = audited(audit, request, 'principal.enrol', () => principals.create({ publicKey, role, name: name ?? null }),
+      p => ({ target: p.id, detail: { role: p.role, name: p.name } }))
     request.log.info({ id: principal.id, role }, 'principal enrolled')
     return reply.code(201).header('location', `/v1/devices/${principal.id}`).send(principal)
   })
@@ -65,7 +70,8 @@ export const devicesRoutes: FastifyPluginCallback<DevicesRoutesOptions> = (app, 
       response: { 200: principalSchema },
     },
   }, async request => {
-    const principal = principals.rename(request.params.id, request.body.name)
+    const principal = audited(audit, request, 'principal.rename', () => principals.rename(request.params.id, request.body.name),
+      p => ({ target: p.id, detail: { name: p.name } }))
     request.log.info({ id: principal.id }, 'principal renamed')
     return principal
   })
@@ -74,7 +80,8 @@ export const devicesRoutes: FastifyPluginCallback<DevicesRoutesOptions> = (app, 
     schema: { params: idParamsSchema, response: { 200: principalSchema } },
   }, async (request) => {
     const { id } = request.params
-    const { principal, changed } = principals.revoke(id, Date.now())
+    const { principal, changed } = audited(audit, request, 'principal.revoke', () => principals.revoke(id, Date.now()),
+      r => ({ target: id, detail: { changed: r.changed } }))
     if (changed) request.log.info({ id }, 'principal revoked')
     // Called on a repeated DELETE too: closing sessions is idempotent, and it also ends one
     // that slipped in around the first revocation. The revocation is committed already, so

@@ -113,9 +113,4 @@ function unauthorized (reply: Parameters<onRequestHookHandler>[1], message: stri
 }
 
 /** onRequest guard for admin-only routes: 401 for anonymous callers, 403 for principals. */
-export const requireAdmin: onRequestHookHandler = function requireAdmin (request, reply, done) {
-  const { identity } = request
-  if (identity.kind === 'admin') return done()
-  if (identity.kind === 'anonymous') return done(unauthorized(reply, 'a valid admin token is required'))
-  done(new ForbiddenError('this route needs the admin token'))
-}
+export { requireAdminIdentity as requireAdmin } from '../cage/index.js'

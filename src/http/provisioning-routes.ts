@@ -7,14 +7,16 @@ import type { FastifyPluginCallback } from 'fastify'
 import type { ProvisioningStore } from '../store/index.js'
 import { NAME_CHARS_MAX, ROLES } from '../store/index.js'
 import { requireAdmin } from './identity.js'
+import { audited } from './audited.js'
+import type { AuditLog } from '../cage/index.js'
 import { principalSchema } from './schemas.js'
 
 export interface ProvisioningRoutesOptions {
   provisioning: ProvisioningStore
   /** Enrolments by token allowed per address per minute. */
   enrollPerMinute: number
-  onEnrolled?: (principalId: string, tokenId: string, source: string) => void
-  onTokenChange?: (action: 'create' | 'revoke', tokenId: string) => void
+  /** Where tokens and self-enrolments are recorded. */
+  audit?: AuditLog
 }
 
 /** Longest a token may live: a year, in ms. */
@@ -76,8 +78,9 @@ export const provisioningRoutes: FastifyPluginCallback<ProvisioningRoutesOptions
     }, async (request, reply) => {
       const { role, name, usesMax = 1, expiresInMs = TOKEN_LIFETIME_MS_DEFAULT } = request.body
       const nowMs = Date.now()
-      const { token, record } = provisioning.create({ role, name: name ?? null, usesMax, expires: nowMs + expiresInMs, nowMs })
-      options.onTokenChange?.('create', record.id)
+      const { token, record } = audited(options.audit, request, 'token.create',
+        () => provisioning.create({ role, name: name ?? null, usesMax, expires: nowMs + expiresInMs, nowMs }),
+        created => ({ target: created.record.id, detail: { role, usesMax, expires: created.record.expires } }))
       return reply.code(201).send({ ...record, token })
     })
     admin.get('/v1/provisioning-tokens', {
@@ -90,9 +93,7 @@ export const provisioningRoutes: FastifyPluginCallback<ProvisioningRoutesOptions
         response: { 200: tokenSchema },
       },
     }, async request => {
-      const token = provisioning.revoke(request.params.id)
-      options.onTokenChange?.('revoke', token.id)
-      return token
+      return audited(options.audit, request, 'token.revoke', () => provisioning.revoke(request.params.id), token => ({ target: token.id }))
     })
     next()
   })
@@ -101,9 +102,10 @@ export const provisioningRoutes: FastifyPluginCallback<ProvisioningRoutesOptions
     config: { rateLimit: { max: options.enrollPerMinute, timeWindow: 60_000 } },
     schema: { tags: ['provisioning'], body: enrollBody, response: { 201: principalSchema } },
   }, async (request, reply) => {
-    const { principal, token } = provisioning.redeem(request.body.token, { publicKey: request.body.publicKey, name: request.body.name })
+    const { principal, token } = audited(options.audit, request, 'principal.enrol',
+      () => provisioning.redeem(request.body.token, { publicKey: request.body.publicKey, name: request.body.name }),
+      r => ({ target: r.principal.id, detail: { role: r.principal.role, provisioningToken: r.token.id } }))
     request.log.info({ id: principal.id, role: principal.role, tokenId: token.id }, 'principal enrolled by provisioning token')
-    options.onEnrolled?.(principal.id, token.id, request.ip)
     return reply.code(201).header('location', `/v1/devices/${principal.id}`).send(principal)
   })
 

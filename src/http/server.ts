@@ -16,6 +16,7 @@ import { provisioningRoutes } from './provisioning-routes.js'
 import { streamRoute, type ListenBridge } from './stream-route.js'
 import { messagesRoute, type SendToDevice } from './messages-route.js'
 import { registerGuards, GUARD_DEFAULTS, type GuardOptions } from './guards.js'
+import { cage, type AuditLog, type PolicyStore } from '../cage/index.js'
 import { PrincipalDirectory } from '../auth/principal-keys.js'
 import { ReplayGuard } from '../protocol/index.js'
 import { DEFAULT_CONFIG } from '../config.js'
@@ -46,6 +47,10 @@ export interface HttpServerOptions extends Partial<GuardOptions> {
   listenBridge?: ListenBridge
   /** Publishes to a device's down topic, behind POST /v1/devices/{id}/messages. */
   sendToDevice?: SendToDevice
+  /** The policy engine's rules (HTTP CAGE); with `audit`, every request passes them. */
+  policies?: PolicyStore
+  /** The hash-chained audit log of admin actions, enrolments and refused requests. */
+  audit?: AuditLog
   /** Device state documents: served under /v1/devices/:id/state when given. */
   state?: StateService
   /** Who may read and write state documents; the admin token alone when absent. */
@@ -102,6 +107,9 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
     skewMs,
   })
   registerGuards(app as unknown as FastifyInstance, options)
+  // The policy engine goes after identity and the guards (so refusals carry security
+  // headers) and before every route, so that its rules run ahead of the routes' own checks.
+  if (options.policies && options.audit) app.register(cage, { policies: options.policies, audit: options.audit })
   app.register(healthRoute, {
     isReady: options.isReady ?? (() => true),
     readinessChecks: { database: () => { options.store.principals.count() } },
@@ -110,6 +118,7 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
   app.register(provisioningRoutes, {
     provisioning: options.store.provisioning,
     enrollPerMinute: options.enrollPerMinute ?? GUARD_DEFAULTS.enrollPerMinute,
+    audit: options.audit,
   })
   if (options.listenBridge) app.register(streamRoute, { listenBridge: options.listenBridge })
   if (options.sendToDevice) app.register(messagesRoute, { sendToDevice: options.sendToDevice })
@@ -117,6 +126,7 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
     prefix: '/v1/devices',
     principals: options.store.principals,
     onRevoke: options.onRevoke,
+    audit: options.audit,
   })
   if (options.state) {
     app.register(stateRoutes, {
