@@ -4,6 +4,7 @@
  * checked by the compiler. Codes come from src/protocol; only the TypeScript shapes live
  * here.
  */
+import type { AckBody } from '../src/protocol/index.js'
 import { MessageType } from '../src/protocol/index.js'
 import { ArgumentError } from './errors.js'
 
@@ -45,13 +46,7 @@ export interface StateDelta {
 }
 
 /** The Ack body on the wire (type 70). */
-export interface AckBody {
-  re: Uint8Array
-  ok: boolean
-  code: number
-  reason: string
-  result?: unknown
-}
+export type { AckBody }
 
 /**
  * What a publish with `ack` resolves to. A `replay` Ack counts as delivered (protocol-v1
