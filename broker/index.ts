@@ -95,6 +95,7 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
       metrics,
       signAck: options.signAck,
       handlers: options.handlers ?? new Map(),
+      log,
     }),
     countBad (client, state, reason) {
       if (reason) rejections.record(reason, state.identity?.kind === 'principal' ? state.identity.id : client.id)

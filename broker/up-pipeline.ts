@@ -9,6 +9,7 @@ import {
 } from '../src/protocol/index.js'
 import type { ProtocolLimits } from '../src/config.js'
 import { verifyEd25519, type KnownPrincipal } from '../src/auth/principal-keys.js'
+import type { Logger } from 'pino'
 import type { InOrder } from './in-order.js'
 import type { RejectionLog } from './rejections.js'
 import type { BrokerMetrics } from './metrics.js'
@@ -46,6 +47,7 @@ export interface UpPipelineOptions {
   /** Signs Acks with the hub's key when set. */
   signAck?: Signer
   handlers: ReadonlyMap<number, MessageHandler>
+  log: Logger
 }
 
 interface Checked {
@@ -134,16 +136,19 @@ export class UpPipeline {
     })
     // The device's Ack goes only after the bridge record was taken by the broker, so an
     // acknowledged message has always reached the bridge (shared/baselines.md).
-    await this.#o.publish(bridgeTopic(envelope.type, principal.id), Buffer.from(record))
+    await this.#o.publish(bridgeTopic(envelope.type, principal.id), asBuffer(record))
     let outcome: { code: number, reason: string, result?: unknown } = { code: 0, reason: '' }
     const handler = this.#o.handlers.get(envelope.type)
     if (handler) {
       try {
         outcome.result = await handler(message)
       } catch (err) {
-        outcome = err instanceof FeatureRejection
-          ? { code: err.code, reason: err.reason }
-          : { code: 100, reason: 'internal' }
+        if (err instanceof FeatureRejection) {
+          outcome = { code: err.code, reason: err.reason }
+        } else {
+          this.#o.log.error({ err, type: envelope.type, principalId: principal.id }, 'message handler failed')
+          outcome = { code: 100, reason: 'internal' }
+        }
       }
     }
     if (envelope.ack) await this.#sendAck(principal, envelope.id, outcome)
@@ -159,6 +164,11 @@ export class UpPipeline {
       result: outcome.result,
       sign: this.#o.signAck,
     })
-    return this.#o.publish(downTopic(principal.id), Buffer.from(ack))
+    return this.#o.publish(downTopic(principal.id), asBuffer(ack))
   }
+}
+
+/** A Buffer over the same memory: MQTT wants Buffers, and copying each record costs. */
+function asBuffer (bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
