@@ -16,7 +16,7 @@ import {
 import { verifyEd25519, type PrincipalDirectory } from '../auth/principal-keys.js'
 import { BadRequestError, ForbiddenError, UnauthorizedError } from '../errors.js'
 import type { Identity } from '../cage/identity.js'
-import { tokenMatches } from './admin-token.js'
+import { tokenMatcher } from './admin-token.js'
 
 export interface IdentityOptions {
   adminToken: string
@@ -35,6 +35,7 @@ const declaredDigest = new WeakMap<FastifyRequest, Uint8Array>()
 export function installIdentity (app: FastifyInstance, options: IdentityOptions): void {
   // null until the hook runs; every request passes the hook first.
   app.decorateRequest('identity', null as never)
+  const isAdminToken = tokenMatcher(options.adminToken)
 
   app.addHook('onRequest', async (request, reply) => {
     const header = request.headers.authorization
@@ -44,7 +45,7 @@ export function installIdentity (app: FastifyInstance, options: IdentityOptions)
     }
     const bearer = BEARER.exec(header)
     if (bearer) {
-      if (!tokenMatches(options.adminToken, bearer[1])) throw unauthorized(reply, 'a valid admin token is required')
+      if (!isAdminToken(bearer[1])) throw unauthorized(reply, 'a valid admin token is required')
       request.identity = ADMIN
       return
     }
