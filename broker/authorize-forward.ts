@@ -18,6 +18,7 @@ export function createAuthorizeForward (ctx: BrokerContext) {
     const identity = ctx.clients.get(client)?.identity
     if (!identity || !mayReceive(identity, packet.topic)) return null
     if (packet.qos === 0) return packet
+    packet = ctx.receipts.forward(client, packet)
     const granted = grantedQos((client as Client & { subscriptions: Subscriptions }).subscriptions, packet.topic)
     if (granted === null || granted >= packet.qos) return packet
     return { ...packet, qos: granted as 0 | 1 | 2 }

@@ -13,6 +13,7 @@ import type { InOrder } from './in-order.js'
 import type { RejectionLog } from './rejections.js'
 import type { BrokerMetrics } from './metrics.js'
 import type { UpPipeline } from './up-pipeline.js'
+import type { DeliveryReceipts } from './delivery-receipts.js'
 
 export interface ClientState {
   /** The client id exactly as sent: Aedes replaces an empty one before `authenticate`. */
@@ -36,6 +37,7 @@ export interface BrokerContext {
   rejections: RejectionLog
   metrics: BrokerMetrics
   pipeline: UpPipeline
+  receipts: DeliveryReceipts
   /** Counts a bad packet; past the threshold the client is disconnected (§7). */
   countBad (client: Client, state: ClientState, reason: string): void
 }

@@ -17,6 +17,7 @@ import { InOrder } from './in-order.js'
 import { RejectionLog } from './rejections.js'
 import { createBrokerMetrics } from './metrics.js'
 import { UpPipeline, type MessageHandler } from './up-pipeline.js'
+import { DeliveryReceipts } from './delivery-receipts.js'
 import { createAuthenticate } from './authenticate.js'
 import { createAuthorizePublish } from './authorize-publish.js'
 import { createAuthorizeSubscribe } from './authorize-subscribe.js'
@@ -50,6 +51,11 @@ export interface MetanodeBroker {
   handle (conn: Duplex, req?: IncomingMessage): void
   /** Publishes at QoS 1, never retained; resolves once the broker has taken it. */
   publish (topic: string, payload: Buffer): Promise<void>
+  /**
+   * Publishes to a principal's down topic and resolves true once its client PUBACKs it,
+   * false when that does not happen within timeoutMs (offline, or subscribed at QoS 0).
+   */
+  publishAndWait (id: string, topic: string, payload: Buffer, timeoutMs: number): Promise<boolean>
   /**
    * Listens in-process on a topic filter (bridge records for the HTTP stream, say); resolves
    * with a function that stops listening. The handler must not throw.
@@ -86,6 +92,7 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
     dropped: new WeakSet(),
     rejections,
     metrics,
+    receipts: new DeliveryReceipts(),
     pipeline: new UpPipeline({
       hubId: options.hubId,
       limits,
@@ -160,6 +167,10 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
         badPackets: new BadPacketCounter(config.clients.badPacketsMax, config.clients.badPacketsWindowMs),
         order: new InOrder(),
       } satisfies ClientState)
+      // PUBACK and PUBCOMP end the hub's waits for delivery (DeliveryReceipts).
+      ;(client._parser as unknown as NodeJS.EventEmitter).on('packet', (packet: { cmd: string, messageId?: number }) => {
+        if ((packet.cmd === 'puback' || packet.cmd === 'pubcomp') && packet.messageId !== undefined) ctx.receipts.acknowledged(client, packet.messageId)
+      })
       guardPacketSize(client._parser, config.clients.packetBytesMax, err => {
         metrics.disconnectsForAbuse.inc()
         rejections.record('too_large', client.id)
@@ -167,6 +178,11 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
       })
     },
     publish,
+    async publishAndWait (id, topic, payload, timeoutMs) {
+      const delivered = ctx.receipts.expect(payload, id, timeoutMs)
+      await publish(topic, payload)
+      return delivered
+    },
     listen (filter, handler) {
       const deliver = (packet: { topic: string, payload: Buffer | string }, cb: () => void): void => {
         handler(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload))

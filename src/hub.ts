@@ -136,7 +136,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       audit,
       skewMs: config.protocol.skewMs,
       listenBridge: (filter, handler) => mqttBroker.listen(filter, handler),
-      sendToDevice: async (deviceId, message) => {
+      sendToDevice: async (deviceId, message, waitMs) => {
         const device = principals.get(deviceId)
         if (!device || device.role !== 'device') throw new NotFoundError(`no device with id ${JSON.stringify(deviceId)}`)
         if (device.revoked !== null) throw new ConflictError('that device is revoked')
@@ -144,8 +144,13 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
         const envelope = encodeEnvelope({ type: message.type, src: nodeKey.id, dst: deviceId, id, body: message.body, prio: message.prio })
         // Down envelopes of prio 0 and 1 are signed with the hub's key, as devices may require.
         const payload = config.signAcks || message.prio <= 1 ? signEnvelope(envelope, idBytes(nodeKey.id), nodeKey.sign) : envelope
-        await mqttBroker.publish(downTopic(deviceId), Buffer.from(payload))
-        return { id: id.toString('hex'), online: mqttBroker.isOnline(deviceId) }
+        const online = mqttBroker.isOnline(deviceId)
+        if (waitMs === undefined) {
+          await mqttBroker.publish(downTopic(deviceId), Buffer.from(payload))
+          return { id: id.toString('hex'), online }
+        }
+        const delivered = await mqttBroker.publishAndWait(deviceId, downTopic(deviceId), Buffer.from(payload), waitMs)
+        return { id: id.toString('hex'), online, delivered }
       },
       state: stateService,
     })

@@ -2,12 +2,18 @@
  * POST /v1/devices/{id}/messages: sends an envelope to a device's `down` topic (QoS 1, from
  * the hub's own principal id), for backends that speak HTTP. The admin and services may
  * send; the answer says whether the device has a live session now (if not, a persistent
- * session gets it when it returns).
+ * session gets it when it returns). With `wait`, the answer comes once the device's MQTT
+ * client has acknowledged the message (`delivered: true`), or after `timeoutMs` (`false`).
  */
 import type { FastifyPluginCallback } from 'fastify'
 import { ForbiddenError, UnauthorizedError } from '../errors.js'
 
-export type SendToDevice = (deviceId: string, message: { type: number, body: unknown, prio: number }) => Promise<{ id: string, online: boolean }>
+export type SendToDevice = (
+  deviceId: string,
+  message: { type: number, body: unknown, prio: number },
+  /** When set, wait up to this long for the device's PUBACK. */
+  waitMs?: number,
+) => Promise<{ id: string, online: boolean, delivered?: boolean }>
 
 export interface MessagesRouteOptions {
   sendToDevice: SendToDevice
@@ -17,7 +23,7 @@ export interface MessagesRouteOptions {
 const SENDABLE: Record<string, number> = { ConfigurationUpdate: 2, MiningReward: 21, AuthenticationResponse: 31, StateUpdate: 41 }
 
 export const messagesRoute: FastifyPluginCallback<MessagesRouteOptions> = (app, options, done) => {
-  app.post<{ Params: { id: string }, Body: { type: string, body?: unknown, prio?: number } }>('/v1/devices/:id/messages', {
+  app.post<{ Params: { id: string }, Body: { type: string, body?: unknown, prio?: number, wait?: boolean, timeoutMs?: number } }>('/v1/devices/:id/messages', {
     onRequest: async request => {
       const { identity } = request
       if (identity.kind === 'anonymous') throw new UnauthorizedError('sending needs the admin token or a service signature')
@@ -34,10 +40,12 @@ export const messagesRoute: FastifyPluginCallback<MessagesRouteOptions> = (app, 
           type: { type: 'string', enum: Object.keys(SENDABLE) },
           body: {},
           prio: { type: 'integer', minimum: 0, maximum: 3 },
+          wait: { type: 'boolean' },
+          timeoutMs: { type: 'integer', minimum: 100, maximum: 30_000 },
         },
       },
       response: {
-        202: { type: 'object', required: ['id', 'online'], properties: { id: { type: 'string' }, online: { type: 'boolean' } } },
+        202: { type: 'object', required: ['id', 'online'], properties: { id: { type: 'string' }, online: { type: 'boolean' }, delivered: { type: 'boolean' } } },
       },
     },
   }, async (request, reply) => {
@@ -45,7 +53,7 @@ export const messagesRoute: FastifyPluginCallback<MessagesRouteOptions> = (app, 
       type: SENDABLE[request.body.type],
       body: request.body.body ?? {},
       prio: request.body.prio ?? 2,
-    })
+    }, request.body.wait ? request.body.timeoutMs ?? 10_000 : undefined)
     return reply.code(202).send(sent)
   })
   done()

@@ -119,3 +119,20 @@ test('messages: tampered body, devices as senders, unknown device, bad type', as
   assert.equal(offline.status, 202)
   assert.equal((await offline.json() as { online: boolean }).online, false)
 })
+
+test('with wait, the answer comes once the device acknowledged the message, or says it did not', async t => {
+  const hub = await startTestHub(t)
+  const device = await connectTestDevice(t, hub)
+  const admin = { authorization: `Bearer ${hub.adminToken}`, 'content-type': 'application/json' }
+  const send = (id: string, extra: Record<string, unknown>) => fetch(`http://127.0.0.1:${hub.httpPort}/v1/devices/${id}/messages`, {
+    method: 'POST', headers: admin, body: JSON.stringify({ type: 'ConfigurationUpdate', body: { n: 1 }, wait: true, ...extra }),
+  })
+  const res = await send(device.principal.id, {})
+  assert.equal(res.status, 202)
+  assert.deepEqual({ ...await res.json() as object, id: undefined }, { id: undefined, online: true, delivered: true })
+  assert.equal((await device.acks.waitFor(1)).length, 1)
+  const offline = await enrollPrincipal(hub)
+  const late = await send(offline.id, { timeoutMs: 200 })
+  assert.deepEqual({ ...await late.json() as object, id: undefined }, { id: undefined, online: false, delivered: false })
+  assert.equal((await send(device.principal.id, { timeoutMs: 5 })).status, 400)
+})
