@@ -19,15 +19,12 @@ import { openStore, type Store } from './store/index.js'
 import { createHttpServer } from './http/server.js'
 import { loadOrCreateAdminToken } from './http/admin-token.js'
 import { loadOrCreateNodeKey } from './node-key.js'
-import { createBroker, type MetanodeBroker } from '../broker/index.js'
-import { encodeEnvelope, signEnvelope, idBytes, MessageType } from './protocol/index.js'
+import { createBroker, type MessageHandler, type MetanodeBroker } from '../broker/index.js'
+import { MessageType, downTopic } from './protocol/index.js'
 import { AuditLog, PolicyStore } from './cage/index.js'
-import type { MessageHandler } from '../broker/index.js'
-import { NotFoundError, ConflictError } from './errors.js'
-import { randomBytes } from 'node:crypto'
 import { createStateService, type StateService } from './state/service.js'
 import { createStateMqtt } from './state/mqtt.js'
-import { downTopic } from './protocol/index.js'
+import { createDownSender } from './down-sender.js'
 
 export interface HubOptions extends HubConfigInput {
   /** A logger to use instead of creating one from `logLevel`. */
@@ -136,22 +133,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       audit,
       skewMs: config.protocol.skewMs,
       listenBridge: (filter, handler) => mqttBroker.listen(filter, handler),
-      sendToDevice: async (deviceId, message, waitMs) => {
-        const device = principals.get(deviceId)
-        if (!device || device.role !== 'device') throw new NotFoundError(`no device with id ${JSON.stringify(deviceId)}`)
-        if (device.revoked !== null) throw new ConflictError('that device is revoked')
-        const id = randomBytes(16)
-        const envelope = encodeEnvelope({ type: message.type, src: nodeKey.id, dst: deviceId, id, body: message.body, prio: message.prio })
-        // Down envelopes of prio 0 and 1 are signed with the hub's key, as devices may require.
-        const payload = config.signAcks || message.prio <= 1 ? signEnvelope(envelope, idBytes(nodeKey.id), nodeKey.sign) : envelope
-        const online = mqttBroker.isOnline(deviceId)
-        if (waitMs === undefined) {
-          await mqttBroker.publish(downTopic(deviceId), Buffer.from(payload))
-          return { id: id.toString('hex'), online }
-        }
-        const delivered = await mqttBroker.publishAndWait(deviceId, downTopic(deviceId), Buffer.from(payload), waitMs)
-        return { id: id.toString('hex'), online, delivered }
-      },
+      sendToDevice: createDownSender({ principals, nodeKey, broker: mqttBroker, signAll: config.signAcks }),
       state: stateService,
     })
     http.get('/metrics', async (_req, reply) => {
