@@ -3,7 +3,7 @@
  * accepted envelope, and how a service reads it.
  */
 import { assertBytes, copyBytes, describe, plainView, utf8Text } from './bytes.js'
-import { cborInteger, decodeScanned, encodeNormalized, normalizeForCbor } from './cbor.js'
+import { decodeScanned, encodeNormalizedView, headLength, normalizeForCbor, writeHead } from './cbor.js'
 import { mapEntries, newScanStats, readHead, stringContent, walkItem, walkWhole, type Head, type MapEntry } from './cbor-scan.js'
 import { BODY_DEPTH_MAX, BridgeKey, CBOR_DEPTH_MAX, PROTOCOL_VERSION, isMessageType } from './constants.js'
 import { ProtocolError } from './errors.js'
@@ -26,8 +26,31 @@ export interface BridgeRecord {
   raw: Uint8Array
 }
 
-/** The CBOR map {0: 1, 1: type, 3: src, 5: receivedAt, 7: body, 10: hubId, 11: signed, 12: raw}; no key 9. */
-export function encodeBridgeRecord (record: BridgeRecord): Uint8Array {
+/** What encodeBridgeRecord takes: a record, and optionally the body already encoded. */
+export interface BridgeRecordInput extends BridgeRecord {
+  /**
+   * The body's CBOR exactly as encodeCbor writes `body`: the ParsedItem.bodyBytes of the
+   * envelope the record is for. When given it is written as key 7 as it is, and `body` is
+   * not looked at (nor encoded again, which is most of the cost of a record).
+   */
+  bodyBytes?: Uint8Array
+}
+
+const TWO_POW_32 = 0x1_0000_0000
+/** A principal id as a CBOR text string: its 32 ASCII characters after the head 0x78 0x20. */
+const PRINCIPAL_ID_ITEM_BYTES = 2 + 32
+
+/**
+ * The CBOR map {0: 1, 1: type, 3: src, 5: receivedAt, 7: body, 10: hubId, 11: signed, 12: raw}
+ * (no key 9), written in place: the same bytes as encoding that map with encodeCbor (keys
+ * in this order, shortest heads), with the body's bytes spliced in.
+ *
+ * allocate, when given, provides the array to write into (the hub passes Node's pooled
+ * Buffer.allocUnsafe: a fresh ArrayBuffer per record costs more than the rest of the
+ * record); every byte of it is written, and the record is what it returned. Without it the
+ * record is a new Uint8Array.
+ */
+export function encodeBridgeRecord (record: BridgeRecordInput, allocate?: (length: number) => Uint8Array): Uint8Array {
   if (typeof record !== 'object' || record === null) throw new TypeError(`record expected an object, got ${describe(record)}`)
   if (!isMessageType(record.type)) throw new TypeError(`type expected a message type code of §5, got ${String(record.type)}`)
   assertPrincipalId('src', record.src)
@@ -37,16 +60,71 @@ export function encodeBridgeRecord (record: BridgeRecord): Uint8Array {
   assertPrincipalId('hubId', record.hubId)
   if (typeof record.signed !== 'boolean') throw new TypeError(`signed expected a boolean, got ${describe(record.signed)}`)
   assertBytes('raw', record.raw)
-  const map = new Map<number, unknown>()
-  map.set(BridgeKey.v, PROTOCOL_VERSION)
-  map.set(BridgeKey.type, record.type)
-  map.set(BridgeKey.src, record.src)
-  map.set(BridgeKey.receivedAt, cborInteger(record.receivedAt))
-  if (record.body !== undefined) map.set(BridgeKey.body, normalizeForCbor(record.body, { name: 'body', depthMax: BODY_DEPTH_MAX }))
-  map.set(BridgeKey.hubId, record.hubId)
-  map.set(BridgeKey.signed, record.signed)
-  map.set(BridgeKey.raw, plainView(record.raw))
-  return encodeNormalized(map)
+  let body: Uint8Array | undefined
+  if (record.bodyBytes !== undefined) {
+    assertBytes('bodyBytes', record.bodyBytes)
+    if (record.bodyBytes.length === 0) throw new TypeError('bodyBytes expected the CBOR of one item, got length=0')
+    body = record.bodyBytes
+  } else if (record.body !== undefined) {
+    // Encoded alone, then copied in: CBOR is written item by item, so these are the bytes
+    // the body would have inside the whole map.
+    body = encodeNormalizedView(normalizeForCbor(record.body, { name: 'body', depthMax: BODY_DEPTH_MAX }))
+  }
+  if (allocate !== undefined && typeof allocate !== 'function') throw new TypeError(`allocate expected a function, got ${describe(allocate)}`)
+  const { type, receivedAt, raw } = record
+  const length = 1 + 2 + 1 + headLength(type) + 1 + PRINCIPAL_ID_ITEM_BYTES + 1 + (receivedAt < TWO_POW_32 ? headLength(receivedAt) : 9) +
+    (body === undefined ? 0 : 1 + body.length) + 1 + PRINCIPAL_ID_ITEM_BYTES + 2 + 1 + headLength(raw.length) + raw.length
+  const out = allocate === undefined ? new Uint8Array(length) : allocate(length)
+  if (!(out instanceof Uint8Array) || out.length !== length) {
+    throw new TypeError(`allocate expected to return a Uint8Array of length ${length}, got ${out instanceof Uint8Array ? `length=${out.length}` : describe(out)}`)
+  }
+  out[0] = body === undefined ? 0xa7 : 0xa8 // a map of 7 or 8 pairs
+  out[1] = BridgeKey.v
+  out[2] = PROTOCOL_VERSION
+  out[3] = BridgeKey.type
+  let pos = writeHead(out, 4, 0, type)
+  out[pos++] = BridgeKey.src
+  pos = writePrincipalId(out, pos, record.src)
+  out[pos++] = BridgeKey.receivedAt
+  if (receivedAt < TWO_POW_32) {
+    pos = writeHead(out, pos, 0, receivedAt)
+  } else {
+    // A uint in the 8-byte form (what a bigint becomes in encodeCbor).
+    out[pos] = 0x1b
+    writeUint32(out, pos + 1, Math.floor(receivedAt / TWO_POW_32))
+    writeUint32(out, pos + 5, receivedAt % TWO_POW_32)
+    pos += 9
+  }
+  if (body !== undefined) {
+    out[pos++] = BridgeKey.body
+    out.set(body, pos)
+    pos += body.length
+  }
+  out[pos++] = BridgeKey.hubId
+  pos = writePrincipalId(out, pos, record.hubId)
+  out[pos++] = BridgeKey.signed
+  out[pos++] = record.signed ? 0xf5 : 0xf4
+  out[pos++] = BridgeKey.raw
+  pos = writeHead(out, pos, 2, raw.length)
+  out.set(raw, pos)
+  // Every byte is written (allocate may hand out memory that held something else).
+  if (pos + raw.length !== length) throw new Error(`bridge record of ${pos + raw.length} bytes written into ${length}`)
+  return out
+}
+
+/** A principal id (checked already: 32 lowercase hex characters) as a text string. */
+function writePrincipalId (out: Uint8Array, pos: number, id: string): number {
+  out[pos] = 0x78
+  out[pos + 1] = 32
+  for (let i = 0; i < 32; i++) out[pos + 2 + i] = id.charCodeAt(i)
+  return pos + PRINCIPAL_ID_ITEM_BYTES
+}
+
+function writeUint32 (out: Uint8Array, pos: number, value: number): void {
+  out[pos] = value >>> 24
+  out[pos + 1] = (value >>> 16) & 0xff
+  out[pos + 2] = (value >>> 8) & 0xff
+  out[pos + 3] = value & 0xff
 }
 
 /**

@@ -3,6 +3,18 @@
  */
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+const HEX_CODES = Array.from('0123456789abcdef', (digit) => digit.charCodeAt(0))
+
+/**
+ * Arrays of char codes, one per length up to CHAR_CODES_MAX, reused to build short strings
+ * with one String.fromCharCode call (no intermediate strings).
+ */
+const CHAR_CODES_MAX = 128
+const charCodeArrays: number[][] = []
+
+function charCodes (length: number): number[] {
+  return charCodeArrays[length] ??= new Array<number>(length).fill(0)
+}
 
 /** Throws a TypeError unless value is a Uint8Array (of length when given). */
 export function assertBytes (name: string, value: unknown, length?: number): asserts value is Uint8Array {
@@ -25,6 +37,14 @@ export function describe (value: unknown): string {
 /** Lowercase hex of bytes. */
 export function toHex (bytes: Uint8Array): string {
   assertBytes('bytes', bytes)
+  if (bytes.length * 2 <= CHAR_CODES_MAX) {
+    const codes = charCodes(bytes.length * 2)
+    for (let i = 0; i < bytes.length; i++) {
+      codes[2 * i] = HEX_CODES[bytes[i] >> 4]
+      codes[2 * i + 1] = HEX_CODES[bytes[i] & 15]
+    }
+    return String.fromCharCode.apply(null, codes)
+  }
   let out = ''
   for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]]
   return out
@@ -100,4 +120,43 @@ export function utf8Bytes (text: string): Uint8Array {
 /** Decodes UTF-8 that was already validated (invalid sequences would become U+FFFD). */
 export function utf8Text (bytes: Uint8Array): string {
   return utf8Decoder.decode(bytes)
+}
+
+// Short ASCII texts seen lately (principal ids, mostly), by a hash of their bytes: the same
+// few ids arrive again and again, and a hit costs neither a decoder call nor a string.
+const TEXT_CACHE_SLOTS = 256
+const textCache: Array<string | undefined> = new Array<string | undefined>(TEXT_CACHE_SLOTS).fill(undefined)
+
+/**
+ * utf8Text(bytes.subarray(start, end)), quicker for short ASCII text: such a text is read
+ * without a decoder, and one equal to a recently read text is that same string. A cached
+ * string is only returned after comparing it with the bytes, so whatever fills the cache
+ * can only make it miss.
+ */
+export function asciiOrUtf8Text (bytes: Uint8Array, start: number, end: number): string {
+  const length = end - start
+  if (length > CHAR_CODES_MAX) return utf8Decoder.decode(bytes.subarray(start, end))
+  let hash = length
+  for (let i = start; i < end; i++) {
+    const byte = bytes[i]
+    if (byte >= 0x80) return utf8Decoder.decode(bytes.subarray(start, end))
+    hash = (Math.imul(hash, 31) + byte) | 0
+  }
+  const slot = (hash ^ (hash >>> 8) ^ (hash >>> 16)) & (TEXT_CACHE_SLOTS - 1)
+  const cached = textCache[slot]
+  if (cached !== undefined && cached.length === length) {
+    let same = true
+    for (let i = 0; i < length; i++) {
+      if (cached.charCodeAt(i) !== bytes[start + i]) {
+        same = false
+        break
+      }
+    }
+    if (same) return cached
+  }
+  const codes = charCodes(length)
+  for (let i = 0; i < length; i++) codes[i] = bytes[start + i]
+  const text = String.fromCharCode.apply(null, codes)
+  textCache[slot] = text
+  return text
 }

@@ -66,6 +66,14 @@ export function encodeNormalized (value: unknown): Uint8Array {
 }
 
 /**
+ * encodeNormalized without the copy: a view of cbor-x's pool (a Buffer in Node), for a
+ * caller that copies it somewhere at once and keeps nothing of it.
+ */
+export function encodeNormalizedView (value: unknown): Uint8Array {
+  return encoder.encode(value)
+}
+
+/**
  * A safe integer in the form encodeNormalized writes as a CBOR integer of the shortest
  * width: cbor-x turns numbers beyond 32 bits into float64 but writes bigints exactly.
  */
@@ -216,6 +224,18 @@ export function decodeCbor (bytes: Uint8Array, depthMax = CBOR_DEPTH_MAX): unkno
   return decodeScanned(bytes, stats)
 }
 
+/**
+ * Small items are decoded from a copy in this buffer: cbor-x caches a DataView on the
+ * array it reads (as a property of that array), so one long-lived array spares a DataView
+ * per decode. Larger ones are read through a view of their own, never the caller's array.
+ * cbor-x copies byte strings out (copyBuffers) and keeps no reference to its input once it
+ * returns.
+ */
+const DECODE_SCRATCH_BYTES = 4096
+const decodeScratch = new Uint8Array(DECODE_SCRATCH_BYTES)
+/** cbor-x's decode takes where the input ends as a second argument, which its typings leave out. */
+type DecodeUpTo = { decode: (source: Uint8Array, end?: number) => unknown }
+
 /** Decodes one item that a strict walk accepted, given what that walk saw. */
 export function decodeScanned (bytes: Uint8Array, stats: ScanStats): unknown {
   let source = plainView(bytes)
@@ -223,7 +243,15 @@ export function decodeScanned (bytes: Uint8Array, stats: ScanStats): unknown {
   // The fast path lets cbor-x build objects itself; anything unusual goes through Maps and
   // is settled below (cbor-x would stringify non-text keys and rename "__proto__").
   const fast = stats.plainKeys && !stats.indefiniteStrings
-  const value: unknown = (fast ? objectDecoder : mapDecoder).decode(source)
+  const decoder: DecodeUpTo = fast ? objectDecoder : mapDecoder
+  let value: unknown
+  if (source.length <= DECODE_SCRATCH_BYTES) {
+    decodeScratch.set(source)
+    value = decoder.decode(decodeScratch, source.length)
+  } else {
+    // A view of our own: cbor-x adds a DataView property to what it reads.
+    value = decoder.decode(new Uint8Array(source.buffer, source.byteOffset, source.byteLength))
+  }
   return fast && !stats.bigInts ? value : settle(value, !fast, stats.bigInts)
 }
 
@@ -311,6 +339,44 @@ function copyDefinite (bytes: Uint8Array, pos: number, end: number, parts: Uint8
       parts.push(bytes.subarray(pos, head.next))
       return head.next
   }
+}
+
+/** How many bytes the shortest head for an argument below 2^32 takes. */
+export function headLength (value: number): number {
+  if (value < 24) return 1
+  if (value < 0x100) return 2
+  if (value < 0x1_0000) return 3
+  if (value < TWO_POW_32) return 5
+  throw new TypeError(`a CBOR length expected below 2^32, got ${value}`)
+}
+
+/** Writes the shortest head for a major type and an argument below 2^32 at out[pos]; returns the offset past it. */
+export function writeHead (out: Uint8Array, pos: number, major: number, value: number): number {
+  const initial = major << 5
+  if (value < 24) {
+    out[pos] = initial | value
+    return pos + 1
+  }
+  if (value < 0x100) {
+    out[pos] = initial | 24
+    out[pos + 1] = value
+    return pos + 2
+  }
+  if (value < 0x1_0000) {
+    out[pos] = initial | 25
+    out[pos + 1] = value >> 8
+    out[pos + 2] = value & 0xff
+    return pos + 3
+  }
+  if (value < TWO_POW_32) {
+    out[pos] = initial | 26
+    out[pos + 1] = value >>> 24
+    out[pos + 2] = (value >> 16) & 0xff
+    out[pos + 3] = (value >> 8) & 0xff
+    out[pos + 4] = value & 0xff
+    return pos + 5
+  }
+  throw new TypeError(`a CBOR length expected below 2^32, got ${value}`)
 }
 
 /** The shortest head for a major type and an argument below 2^32. */

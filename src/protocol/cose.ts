@@ -7,9 +7,13 @@
  * it was given, and the reader builds the Sig_structure from the protected header and
  * payload exactly as received, so no canonical encoding is needed anywhere.
  */
-import { assertBytes, concatBytes, copyBytes, describe, utf8Bytes, utf8Text } from './bytes.js'
-import { encodeHead } from './cbor.js'
-import { CborScanError, mapEntries, readHead, stringContent, walkItem, walkWhole, type Head } from './cbor-scan.js'
+import { assertBytes, concatBytes, describe, utf8Bytes, utf8Text } from './bytes.js'
+import { encodeHead, headLength, writeHead } from './cbor.js'
+import {
+  CborScanError, headInfo, headMajor, headNext, headValue, mapEntries, readHead, scanHead, stringContent, stringContentAt, walkItem,
+  walkWhole,
+  type WalkOptions,
+} from './cbor-scan.js'
 import { BODY_DEPTH_MAX, CBOR_DEPTH_MAX, COSE_ALG_EDDSA, COSE_LABEL_ALG, COSE_LABEL_KID, COSE_SIGN1_TAG, ID_BYTES } from './constants.js'
 
 /** Signs a message (ed25519: 64 bytes back). The hub may use node:crypto, the SDK @noble/ed25519. */
@@ -35,13 +39,21 @@ const UNPROTECTED_KID_PREFIX = Uint8Array.of(0xa1, 0x04, 0x50)
 export function sigStructure (protectedBytes: Uint8Array, payloadBytes: Uint8Array): Uint8Array {
   assertBytes('protectedBytes', protectedBytes)
   assertBytes('payloadBytes', payloadBytes)
-  return concatBytes(
-    Uint8Array.of(0x84),
-    encodeHead(3, SIGNATURE1.length), SIGNATURE1,
-    encodeHead(2, protectedBytes.length), protectedBytes,
-    Uint8Array.of(0x40),
-    encodeHead(2, payloadBytes.length), payloadBytes
+  // Written in place: 0x84, "Signature1", bstr protected, h'' (0x40), bstr payload.
+  const out = new Uint8Array(
+    1 + headLength(SIGNATURE1.length) + SIGNATURE1.length + headLength(protectedBytes.length) + protectedBytes.length +
+    1 + headLength(payloadBytes.length) + payloadBytes.length
   )
+  out[0] = 0x84
+  let pos = writeHead(out, 1, 3, SIGNATURE1.length)
+  out.set(SIGNATURE1, pos)
+  pos = writeHead(out, pos + SIGNATURE1.length, 2, protectedBytes.length)
+  out.set(protectedBytes, pos)
+  pos += protectedBytes.length
+  out[pos] = 0x40
+  pos = writeHead(out, pos + 1, 2, payloadBytes.length)
+  out.set(payloadBytes, pos)
+  return out
 }
 
 /**
@@ -90,49 +102,75 @@ export type CoseReadResult =
   | { ok: true, cose: CoseSign1, payload: Uint8Array }
   | { ok: false, detail: string }
 
+/** Headers may hold anything; they get the same strict rules as envelope fields. */
+const STRICT_PART: WalkOptions = { strict: true, depthMax: BODY_DEPTH_MAX }
+const LENIENT_SKIP: WalkOptions = { strict: false, depthMax: Number.MAX_SAFE_INTEGER }
+
 /**
  * Reads the COSE_Sign1 that fills bytes[start, end) (a well-formed item whose head is tag
  * 18). A structure that is not [bstr, map, bstr, bstr] is a failure (`decode` to the
- * caller); header contents are not judged here but by checkEnvelope (`signature`).
+ * caller); header contents are not judged here but by checkEnvelope (`signature`). kid,
+ * protectedBytes, signature and payload are views into bytes (copies only for chunked
+ * strings), so bytes must not change while they are in use.
  */
 export function readCoseSign1 (bytes: Uint8Array, start: number, end: number): CoseReadResult {
   try {
-    const tag = readHead(bytes, start, end)
-    if (tag.major !== 6 || tag.value !== COSE_SIGN1_TAG) return { ok: false, detail: 'not a COSE_Sign1 (tag 18)' }
-    const array = readHead(bytes, tag.next, end)
-    if (array.major !== 4) return { ok: false, detail: 'COSE_Sign1 content is not an array' }
-    const parts: Head[] = []
-    let pos = array.next
-    const indefinite = array.info === 31
-    for (let i = 0; indefinite ? bytes[pos] !== 0xff : i < (array.value as number); i++) {
-      if (parts.length === 4) return { ok: false, detail: 'COSE_Sign1 array has more than 4 items' }
-      parts.push(readHead(bytes, pos, end))
-      // Headers may hold anything; they get the same strict rules as envelope fields.
-      pos = walkItem(bytes, pos, end, { strict: true, depthMax: BODY_DEPTH_MAX })
+    scanHead(bytes, start, end)
+    if (headMajor() !== 6 || headValue() !== COSE_SIGN1_TAG) return { ok: false, detail: 'not a COSE_Sign1 (tag 18)' }
+    scanHead(bytes, headNext(), end)
+    if (headMajor() !== 4) return { ok: false, detail: 'COSE_Sign1 content is not an array' }
+    const indefinite = headInfo() === 31
+    const count = headValue() as number
+    // Where each of the four parts starts, and its major type.
+    let protectedAt = -1
+    let unprotectedAt = -1
+    let payloadAt = -1
+    let signatureAt = -1
+    let majors = 0
+    let parts = 0
+    let pos = headNext()
+    for (let i = 0; indefinite ? bytes[pos] !== 0xff : i < count; i++) {
+      if (parts === 4) return { ok: false, detail: 'COSE_Sign1 array has more than 4 items' }
+      scanHead(bytes, pos, end)
+      majors = majors * 8 + headMajor()
+      if (parts === 0) protectedAt = pos
+      else if (parts === 1) unprotectedAt = pos
+      else if (parts === 2) payloadAt = pos
+      else signatureAt = pos
+      parts++
+      pos = walkItem(bytes, pos, end, STRICT_PART)
     }
-    if (parts.length !== 4) return { ok: false, detail: `COSE_Sign1 array has ${parts.length} items, expected 4` }
-    const [protectedHead, unprotectedHead, payloadHead, signatureHead] = parts
-    if (protectedHead.major !== 2) return { ok: false, detail: 'COSE_Sign1 protected header is not a byte string' }
-    if (unprotectedHead.major !== 5) return { ok: false, detail: 'COSE_Sign1 unprotected header is not a map' }
-    if (payloadHead.major !== 2) return { ok: false, detail: 'COSE_Sign1 payload is not a byte string (detached payloads are not used)' }
-    if (signatureHead.major !== 2) return { ok: false, detail: 'COSE_Sign1 signature is not a byte string' }
+    if (parts !== 4) return { ok: false, detail: `COSE_Sign1 array has ${parts} items, expected 4` }
+    if (((majors >> 9) & 7) !== 2) return { ok: false, detail: 'COSE_Sign1 protected header is not a byte string' }
+    if (((majors >> 6) & 7) !== 5) return { ok: false, detail: 'COSE_Sign1 unprotected header is not a map' }
+    if (((majors >> 3) & 7) !== 2) return { ok: false, detail: 'COSE_Sign1 payload is not a byte string (detached payloads are not used)' }
+    if ((majors & 7) !== 2) return { ok: false, detail: 'COSE_Sign1 signature is not a byte string' }
 
     let kid: Uint8Array = new Uint8Array(0)
-    for (const entry of mapEntries(bytes, unprotectedHead, end)) {
-      if (entry.key.major === 0 && entry.key.value === COSE_LABEL_KID) {
-        const kidHead = readHead(bytes, entry.valueStart, end)
-        if (kidHead.major !== 2) return { ok: false, detail: 'COSE_Sign1 kid is not a byte string' }
-        kid = copyBytes(stringContent(bytes, kidHead, end))
+    scanHead(bytes, unprotectedAt, end)
+    const mapIndefinite = headInfo() === 31
+    const pairs = headValue() as number
+    pos = headNext()
+    for (let i = 0; mapIndefinite || i < pairs; i++) {
+      if (mapIndefinite && bytes[pos] === 0xff) break
+      scanHead(bytes, pos, end)
+      const isKid = headMajor() === 0 && headValue() === COSE_LABEL_KID
+      const valueAt = walkItem(bytes, pos, end, LENIENT_SKIP)
+      if (isKid) {
+        scanHead(bytes, valueAt, end)
+        if (headMajor() !== 2) return { ok: false, detail: 'COSE_Sign1 kid is not a byte string' }
+        kid = stringContentAt(bytes, valueAt, end)
       }
+      pos = walkItem(bytes, valueAt, end, LENIENT_SKIP)
     }
-    const protectedBytes = copyBytes(stringContent(bytes, protectedHead, end))
-    const payload = stringContent(bytes, payloadHead, end)
+    const protectedBytes = stringContentAt(bytes, protectedAt, end)
+    const payload = stringContentAt(bytes, payloadAt, end)
     const cose: CoseSign1 = {
       kid,
       alg: readAlg(protectedBytes),
       protectedBytes,
       sigInput: sigStructure(protectedBytes, payload),
-      signature: copyBytes(stringContent(bytes, signatureHead, end)),
+      signature: stringContentAt(bytes, signatureAt, end),
     }
     return { ok: true, cose, payload }
   } catch (err) {

@@ -7,13 +7,13 @@
  * Untrusted bytes never make it throw: every problem becomes a reason.
  */
 import { describe, plainView } from './bytes.js'
-import { arrayItems, readHead, walkWhole } from './cbor-scan.js'
+import { headInfo, headMajor, headValue, scanHead, walkWholeSplit, type WalkOptions } from './cbor-scan.js'
 import {
   BATCH_ITEMS_MAX, CBOR_DEPTH_MAX, COSE_SIGN1_TAG, DOWN_TYPES, PROTOCOL_VERSION, UP_TYPES, type Direction, type RejectReason,
 } from './constants.js'
 import { readCoseSign1, type CoseSign1 } from './cose.js'
 import type { Envelope } from './envelope.js'
-import { readEnvelope, type EnvelopeReadResult } from './envelope-read.js'
+import { readEnvelope } from './envelope-read.js'
 
 export type { Direction }
 
@@ -44,6 +44,13 @@ export interface ParsedItem {
   ackRe?: Uint8Array
   /** Present when the item is a well-formed COSE_Sign1. */
   cose?: CoseSign1
+  /**
+   * The body's CBOR, present with `envelope` when those bytes are exactly what encodeCbor
+   * writes for `envelope.body` (ScanStats.asEncoded; for enc 1, the inflated bytes): pass it
+   * to encodeBridgeRecord, which then splices it instead of encoding the body again. A view
+   * into the payload, not a copy: the payload must not be changed while it is in use.
+   */
+  bodyBytes?: Uint8Array
 }
 
 export type ParseResult =
@@ -70,62 +77,75 @@ export function parsePayload (bytes: Uint8Array, options: ParseOptions): ParseRe
   }
   const view = plainView(bytes)
   try {
-    walkWhole(view, 0, view.length, { strict: false, depthMax: CBOR_DEPTH_MAX })
+    // One walk checks the whole payload and, for a batch, finds where its items are.
+    walkWholeSplit(view, view.length, PAYLOAD_WALK, spans)
   } catch (err) {
     return { ok: false, reason: 'decode', detail: `payload is not one well-formed CBOR item: ${(err as Error).message}` }
   }
-  const head = readHead(view, 0, view.length)
+  scanHead(view, 0, view.length)
+  const major = headMajor()
+  const info = headInfo()
+  const value = headValue()
   const allowed = direction === 'up' ? UP_TYPES : DOWN_TYPES
-  if (head.major === 4) {
-    if (head.info !== 31 && (head.value as number) > BATCH_ITEMS_MAX) {
-      return { ok: false, reason: 'too_large', detail: `batch of ${head.value} items is over ${BATCH_ITEMS_MAX}` }
+  if (major === 4) {
+    if (info !== 31 && (value as number) > BATCH_ITEMS_MAX) {
+      return { ok: false, reason: 'too_large', detail: `batch of ${value} items is over ${BATCH_ITEMS_MAX}` }
     }
-    const spans = arrayItems(view, head, view.length)
-    if (spans.length === 0) return { ok: false, reason: 'decode', detail: 'empty batch' }
-    if (spans.length > BATCH_ITEMS_MAX) {
-      return { ok: false, reason: 'too_large', detail: `batch of ${spans.length} items is over ${BATCH_ITEMS_MAX}` }
+    const count = spans.length / 2
+    if (count === 0) return { ok: false, reason: 'decode', detail: 'empty batch' }
+    if (count > BATCH_ITEMS_MAX) {
+      return { ok: false, reason: 'too_large', detail: `batch of ${count} items is over ${BATCH_ITEMS_MAX}` }
     }
-    const items = spans.map(([start, end]) => parseItem(view, start, end, payloadBytesMax, allowed))
+    const items = new Array<ParsedItem>(count)
+    for (let i = 0; i < count; i++) items[i] = parseItem(view, spans[2 * i], spans[2 * i + 1], payloadBytesMax, allowed, true)
     return { ok: true, batch: true, items }
   }
-  if (head.major === 5 || (head.major === 6 && head.value === COSE_SIGN1_TAG)) {
-    return { ok: true, batch: false, items: [parseItem(view, 0, view.length, payloadBytesMax, allowed)] }
+  if (major === 5 || (major === 6 && value === COSE_SIGN1_TAG)) {
+    return { ok: true, batch: false, items: [parseItem(view, 0, view.length, payloadBytesMax, allowed, major === 5)] }
   }
   return {
     ok: false,
     reason: 'decode',
-    detail: `payload is CBOR major type ${head.major}${head.major === 6 ? ` (tag ${head.value})` : ''}: expected an envelope map, a COSE_Sign1 (tag 18) or a batch array`,
+    detail: `payload is CBOR major type ${major}${major === 6 ? ` (tag ${value})` : ''}: expected an envelope map, a COSE_Sign1 (tag 18) or a batch array`,
   }
 }
 
-function parseItem (bytes: Uint8Array, start: number, end: number, payloadBytesMax: number, allowed: ReadonlySet<number>): ParsedItem {
+const PAYLOAD_WALK: WalkOptions = { strict: false, depthMax: CBOR_DEPTH_MAX }
+/** The [start, end) offsets of a batch's items, filled by walkWholeSplit. */
+const spans: number[] = []
+
+/**
+ * One envelope or COSE_Sign1 at bytes[start, end). `walked`: an unsigned envelope's bytes
+ * were walked with the payload, so readEnvelope need not walk them again.
+ */
+function parseItem (bytes: Uint8Array, start: number, end: number, payloadBytesMax: number, allowed: ReadonlySet<number>, walked: boolean): ParsedItem {
   const raw = bytes.subarray(start, end)
-  const head = readHead(bytes, start, end)
-  const signed = head.major === 6 && head.value === COSE_SIGN1_TAG
+  scanHead(bytes, start, end)
+  const major = headMajor()
+  const value = headValue()
+  const signed = major === 6 && value === COSE_SIGN1_TAG
+  const item: ParsedItem = { raw, signed }
   try {
-    let read: EnvelopeReadResult
-    let cose: CoseSign1 | undefined
     if (signed) {
       const sign1 = readCoseSign1(bytes, start, end)
-      if (!sign1.ok) return { raw, signed, reason: 'decode', detail: sign1.detail }
-      cose = sign1.cose
-      read = readEnvelope(sign1.payload, 0, sign1.payload.length, payloadBytesMax)
-    } else if (head.major === 5) {
-      read = readEnvelope(bytes, start, end, payloadBytesMax)
+      if (!sign1.ok) {
+        item.reason = 'decode'
+        item.detail = sign1.detail
+        return item
+      }
+      item.cose = sign1.cose
+      // Offsets in details are the COSE payload's own, as a sender would count them.
+      readEnvelope(item, sign1.payload, 0, sign1.payload.length, payloadBytesMax, false)
+    } else if (major === 5) {
+      readEnvelope(item, bytes, start, end, payloadBytesMax, walked)
     } else {
-      const what = head.major === 6 ? `tag ${head.value}` : `CBOR major type ${head.major}`
-      return { raw, signed, reason: 'decode', detail: `batch item is ${what}: expected an envelope map or a COSE_Sign1 (tag 18)` }
-    }
-    const item: ParsedItem = { raw, signed }
-    if (cose !== undefined) item.cose = cose
-    if (!read.ok) {
-      item.reason = read.reason
-      item.detail = read.detail
-      if (read.ackRe !== undefined) item.ackRe = read.ackRe
+      const what = major === 6 ? `tag ${value}` : `CBOR major type ${major}`
+      item.reason = 'decode'
+      item.detail = `batch item is ${what}: expected an envelope map or a COSE_Sign1 (tag 18)`
       return item
     }
-    const { envelope } = read
-    item.envelope = envelope
+    const envelope = item.envelope
+    if (item.reason !== undefined || envelope === undefined) return item
     if (envelope.ack) item.ackRe = envelope.id
     if (envelope.v !== PROTOCOL_VERSION) {
       item.reason = 'version'

@@ -19,7 +19,7 @@ export {
   connectSigningInput, buildConnectPassword, parseConnectPassword, CONNECT_CONTEXT, CONNECT_PASSWORD_BYTES,
   type ConnectPassword,
 } from './connect-password.js'
-export { encodeBridgeRecord, decodeBridgeRecord, type BridgeRecord } from './bridge-record.js'
+export { encodeBridgeRecord, decodeBridgeRecord, type BridgeRecord, type BridgeRecordInput } from './bridge-record.js'
 export { ackBody, encodeAck, type AckBody, type AckInput, type FeatureReason } from './ack.js'
 export { TOPIC_PREFIX, upTopic, downTopic, bridgeTopic, parseDeviceTopic } from './topics.js'
 export {

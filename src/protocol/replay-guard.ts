@@ -8,15 +8,23 @@
  * pairs forgotten, and only for a sender that floods it; the bounds are the price of not
  * letting anyone grow the hub without limit.
  *
- * Every operation is O(1) amortised. Pairs are looked up in a Map and queued in time order
- * (times are clamped never to go backwards), once globally and once per key; a forgotten
- * pair is only marked dead in the queues, and dead pairs are skipped when they reach the
- * front or compacted away once they make up half a queue. (Popping the front of a Map
- * through its iterator is not O(1) in V8: deleted slots stay until the table is rebuilt
- * and every new iterator walks over them.)
+ * Layout, chosen so that a remembered pair costs about a hundred bytes and one small
+ * string, not a graph of objects (the hub remembers up to a million pairs, and every
+ * object is work for the garbage collector):
+ * - each key gets a small number while it has pairs (keyNumbers), and a pair is one
+ *   compact one-byte string: 4 characters of key number, a marker, and the id's bytes (an
+ *   id given as lowercase hex is stored as the bytes it spells, so bytes and their hex are
+ *   the same id, as before; any other id string is stored as it is, after another marker);
+ * - slotOf maps that string to its slot in a ring of slots in time order (times are
+ *   clamped never to go backwards): the pair's string, time, key number and the next slot
+ *   of the same key, in one array and three typed arrays;
+ * - per key: how many live pairs it has, and its first and last slot, so that a key's
+ *   oldest pair is found by following its chain.
+ * A forgotten pair's slot is only marked dead; the ring's front passes dead slots as it
+ * expires pairs, and when the ring is full it is rebuilt from its live slots at twice their
+ * number (and again, smaller, once it is mostly empty), so it holds at most about twice
+ * the live pairs. Every operation is O(1) amortised.
  */
-
-import { toHex } from './bytes.js'
 
 export interface ReplayGuardOptions {
   /** How long a pair is remembered, in ms. */
@@ -29,27 +37,37 @@ export interface ReplayGuardOptions {
 
 /** Keys and ids are short (a principal id, the hex of 16 bytes): longer ones are caller bugs. */
 const PART_CHARS_MAX = 128
-
-interface Entry {
-  key: string
-  pair: string
-  atMs: number
-  live: boolean
-}
-
-/** The pairs of one key, oldest first, and how many of them are live. */
-interface KeyState {
-  queue: Fifo
-  live: number
-}
+/** Characters before the id in a pair string: the key number in 4 bytes, then a marker. */
+const PREFIX_CHARS = 5
+const MARKER_BYTES = 0
+const MARKER_TEXT = 1
+/** The ring never shrinks below this many slots. */
+const RING_SLOTS_MIN = 1024
+const KEYS_MIN = 64
 
 export class ReplayGuard {
   readonly windowMs: number
   readonly perKeyMax: number
   readonly totalMax: number
-  private readonly entries = new Map<string, Entry>()
-  private readonly queue = new Fifo()
-  private readonly byKey = new Map<string, KeyState>()
+  /** Pair string → its slot in the ring. */
+  private readonly slotOf = new Map<string, number>()
+  // The ring: slots head, head + 1, ... (modulo capacity), count of them in use.
+  private capacity = 0
+  private head = 0
+  private count = 0
+  /** The slot's pair string; undefined once the pair is forgotten (a dead slot). */
+  private pairs: Array<string | undefined> = []
+  private times = new Float64Array(0)
+  private owners = new Int32Array(0)
+  /** The next slot of the same key, or -1. */
+  private nextOfKey = new Int32Array(0)
+  // Keys: number ↔ key, and per number its live pair count and first and last slot.
+  private readonly keyNumbers = new Map<string, number>()
+  private keyNames: Array<string | undefined> = []
+  private keyLive = new Int32Array(0)
+  private keyFirst = new Int32Array(0)
+  private keyLast = new Int32Array(0)
+  private freeKeys: number[] = []
   private lastMs = -Infinity
 
   constructor (options: ReplayGuardOptions) {
@@ -61,11 +79,12 @@ export class ReplayGuard {
     this.windowMs = options.windowMs
     this.perKeyMax = options.perKeyMax
     this.totalMax = options.totalMax
+    this.reset()
   }
 
   /** Pairs remembered now. */
   get size (): number {
-    return this.entries.size
+    return this.slotOf.size
   }
 
   /**
@@ -75,106 +94,239 @@ export class ReplayGuard {
    */
   has (key: string, id: string | Uint8Array, nowMs?: number): boolean {
     checkPart('key', key)
-    const entry = this.entries.get(pairOf(key, idText(id)))
-    if (entry === undefined) return false
+    checkId(id)
+    const keyNumber = this.keyNumbers.get(key)
+    if (keyNumber === undefined) return false
+    const slot = this.slotOf.get(pairString(keyNumber, id))
+    if (slot === undefined) return false
     if (nowMs === undefined) return true
     checkNow(nowMs)
-    return nowMs - entry.atMs <= this.windowMs
+    return nowMs - this.times[slot] <= this.windowMs
   }
 
   /** Remembers (key, id) as seen at nowMs, sweeping expired pairs and enforcing the bounds. */
   add (key: string, id: string | Uint8Array, nowMs: number): void {
     checkPart('key', key)
-    const idString = idText(id)
+    checkId(id)
     checkNow(nowMs)
     const atMs = Math.max(nowMs, this.lastMs)
     this.lastMs = atMs
-    for (let oldest = this.queue.peek(); oldest !== undefined && atMs - oldest.atMs > this.windowMs; oldest = this.queue.peek()) {
-      this.forget(oldest)
+    // Expire from the front (passing dead slots on the way).
+    while (this.count > 0) {
+      const oldest = this.head
+      if (this.pairs[oldest] !== undefined && !(atMs - this.times[oldest] > this.windowMs)) break
+      this.popFront()
     }
-    const pair = pairOf(key, idString)
-    const existing = this.entries.get(pair)
-    if (existing !== undefined) this.forget(existing)
-    const entry: Entry = { key, pair, atMs, live: true }
-    this.entries.set(pair, entry)
-    this.queue.push(entry)
-    let state = this.byKey.get(key)
-    if (state === undefined) {
-      state = { queue: new Fifo(), live: 0 }
-      this.byKey.set(key, state)
+    // Give memory back once traffic has fallen far below what the ring was sized for.
+    if (this.capacity > RING_SLOTS_MIN && this.count * 8 < this.capacity) this.rebuild()
+    const keyNumber = this.keyNumbers.get(key) ?? this.newKey(key)
+    const pair = pairString(keyNumber, id)
+    const existing = this.slotOf.get(pair)
+    // Adding a pair again refreshes it; the key keeps its number meanwhile.
+    if (existing !== undefined) this.kill(existing, false)
+    if (this.count === this.capacity) this.rebuild()
+    let slot = this.head + this.count
+    if (slot >= this.capacity) slot -= this.capacity
+    this.count++
+    this.pairs[slot] = pair
+    this.times[slot] = atMs
+    this.owners[slot] = keyNumber
+    this.nextOfKey[slot] = -1
+    if (this.keyLast[keyNumber] === -1) this.keyFirst[keyNumber] = slot
+    else this.nextOfKey[this.keyLast[keyNumber]] = slot
+    this.keyLast[keyNumber] = slot
+    this.keyLive[keyNumber]++
+    this.slotOf.set(pair, slot)
+    while (this.keyLive[keyNumber] > this.perKeyMax) this.forgetOldestOfKey(keyNumber)
+    while (this.slotOf.size > this.totalMax) {
+      while (this.pairs[this.head] === undefined) this.popFront()
+      this.popFront()
     }
-    state.queue.push(entry)
-    state.live++
-    while (state.live > this.perKeyMax) this.forget(state.queue.peek() as Entry)
-    while (this.entries.size > this.totalMax) this.forget(this.queue.peek() as Entry)
-    this.queue.compactIfSparse(this.entries.size)
-    if (state.live > 0) state.queue.compactIfSparse(state.live)
   }
 
   /** Forgets everything. */
   clear (): void {
-    this.entries.clear()
-    this.byKey.clear()
-    this.queue.clear()
+    this.slotOf.clear()
+    this.keyNumbers.clear()
+    this.reset()
   }
 
-  private forget (entry: Entry): void {
-    if (!entry.live) return
-    entry.live = false
-    this.entries.delete(entry.pair)
-    const state = this.byKey.get(entry.key)
-    if (state === undefined) return
-    state.live--
-    if (state.live === 0) this.byKey.delete(entry.key)
-  }
-}
-
-/** A queue of entries, oldest first, that skips dead ones and reclaims their room. */
-class Fifo {
-  private items: Entry[] = []
-  private head = 0
-
-  push (entry: Entry): void {
-    this.items.push(entry)
-  }
-
-  /** The oldest live entry, or undefined. */
-  peek (): Entry | undefined {
-    while (this.head < this.items.length && !this.items[this.head].live) this.head++
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head)
-      this.head = 0
-    }
-    return this.items[this.head]
-  }
-
-  /** Drops dead entries once they outnumber the live ones (plus some slack). */
-  compactIfSparse (live: number): void {
-    if (this.items.length - this.head > 2 * live + 64) {
-      this.items = this.items.slice(this.head).filter((entry) => entry.live)
-      this.head = 0
-    }
-  }
-
-  clear (): void {
-    this.items = []
+  private reset (): void {
+    this.capacity = 0
     this.head = 0
+    this.count = 0
+    this.pairs = []
+    this.times = new Float64Array(0)
+    this.owners = new Int32Array(0)
+    this.nextOfKey = new Int32Array(0)
+    this.keyNames = []
+    this.keyLive = new Int32Array(KEYS_MIN)
+    this.keyFirst = new Int32Array(KEYS_MIN).fill(-1)
+    this.keyLast = new Int32Array(KEYS_MIN).fill(-1)
+    this.freeKeys = []
+  }
+
+  private newKey (key: string): number {
+    let keyNumber = this.freeKeys.pop()
+    if (keyNumber === undefined) {
+      keyNumber = this.keyNames.length
+      this.keyNames.push(undefined)
+      if (keyNumber >= this.keyLive.length) {
+        const size = this.keyLive.length * 2
+        this.keyLive = grown(this.keyLive, size, 0)
+        this.keyFirst = grown(this.keyFirst, size, -1)
+        this.keyLast = grown(this.keyLast, size, -1)
+      }
+    }
+    this.keyNames[keyNumber] = key
+    this.keyNumbers.set(key, keyNumber)
+    return keyNumber
+  }
+
+  /** Marks a live slot dead; a key left with no live pair gives its number back (unless freeKey is false). */
+  private kill (slot: number, freeKey = true): void {
+    const pair = this.pairs[slot] as string
+    this.pairs[slot] = undefined
+    this.slotOf.delete(pair)
+    const keyNumber = this.owners[slot]
+    if (--this.keyLive[keyNumber] === 0 && freeKey) {
+      // Its dead slots still in the ring keep the number as owner: they are never in the
+      // chain of the key that gets the number next, whose slots are all newer.
+      this.keyNumbers.delete(this.keyNames[keyNumber] as string)
+      this.keyNames[keyNumber] = undefined
+      this.keyFirst[keyNumber] = -1
+      this.keyLast[keyNumber] = -1
+      this.freeKeys.push(keyNumber)
+    }
+  }
+
+  /** Takes the oldest slot off the ring (forgetting its pair if it is live). */
+  private popFront (): void {
+    const slot = this.head
+    if (this.pairs[slot] !== undefined) this.kill(slot)
+    // The oldest slot is first in its key's chain, unless it was unlinked already.
+    const keyNumber = this.owners[slot]
+    if (this.keyFirst[keyNumber] === slot) this.unlinkFirst(keyNumber, slot)
+    this.head = slot + 1 === this.capacity ? 0 : slot + 1
+    this.count--
+  }
+
+  private unlinkFirst (keyNumber: number, slot: number): void {
+    if (this.keyLast[keyNumber] === slot) {
+      this.keyFirst[keyNumber] = -1
+      this.keyLast[keyNumber] = -1
+    } else {
+      this.keyFirst[keyNumber] = this.nextOfKey[slot]
+    }
+  }
+
+  /** Forgets a key's oldest live pair; dead slots passed on the way leave the key's chain. */
+  private forgetOldestOfKey (keyNumber: number): void {
+    for (;;) {
+      const slot = this.keyFirst[keyNumber]
+      const live = this.pairs[slot] !== undefined
+      this.unlinkFirst(keyNumber, slot)
+      if (live) {
+        this.kill(slot)
+        return
+      }
+    }
+  }
+
+  /** Copies the live slots, in order, into a ring of twice their number, and rebuilds the chains. */
+  private rebuild (): void {
+    const live = this.slotOf.size
+    const capacity = Math.max(RING_SLOTS_MIN, 2 * live)
+    const pairs: Array<string | undefined> = []
+    for (let i = 0; i < capacity; i++) pairs.push(undefined)
+    const times = new Float64Array(capacity)
+    const owners = new Int32Array(capacity)
+    const nextOfKey = new Int32Array(capacity).fill(-1)
+    // Every key with a chain owns a slot in the ring (a key re-adding its only pair may
+    // have none live just now): start all their chains afresh.
+    for (let i = 0, slot = this.head; i < this.count; i++, slot = slot + 1 === this.capacity ? 0 : slot + 1) {
+      this.keyFirst[this.owners[slot]] = -1
+      this.keyLast[this.owners[slot]] = -1
+    }
+    let to = 0
+    for (let i = 0, slot = this.head; i < this.count; i++, slot = slot + 1 === this.capacity ? 0 : slot + 1) {
+      const pair = this.pairs[slot]
+      if (pair === undefined) continue
+      const keyNumber = this.owners[slot]
+      pairs[to] = pair
+      times[to] = this.times[slot]
+      owners[to] = keyNumber
+      if (this.keyLast[keyNumber] === -1) this.keyFirst[keyNumber] = to
+      else nextOfKey[this.keyLast[keyNumber]] = to
+      this.keyLast[keyNumber] = to
+      this.slotOf.set(pair, to)
+      to++
+    }
+    this.pairs = pairs
+    this.times = times
+    this.owners = owners
+    this.nextOfKey = nextOfKey
+    this.capacity = capacity
+    this.head = 0
+    this.count = to
   }
 }
 
-/** One string per pair; the length prefix keeps ("ab", "c") and ("a", "bc") apart. */
-function pairOf (key: string, id: string): string {
-  return `${key.length}:${key}${id}`
+function grown (array: Int32Array, size: number, fill: number): Int32Array<ArrayBuffer> {
+  const out = new Int32Array(size)
+  if (fill !== 0) out.fill(fill)
+  out.set(array)
+  return out
 }
 
-/** Ids may be given as bytes (an envelope id, a nonce): they are remembered as hex. */
-function idText (id: unknown): string {
+// Pair strings are built from char codes in one call (no intermediate strings): one array
+// per length, reused.
+const codeArrays: number[][] = []
+
+/** The one-byte string for (key number, id); ids were checked already. */
+function pairString (keyNumber: number, id: string | Uint8Array): string {
+  let codes: number[]
+  if (typeof id !== 'string') {
+    codes = codeArrays[PREFIX_CHARS + id.length] ??= new Array<number>(PREFIX_CHARS + id.length).fill(0)
+    codes[4] = MARKER_BYTES
+    for (let i = 0; i < id.length; i++) codes[PREFIX_CHARS + i] = id[i]
+  } else if (isLowerHex(id)) {
+    const length = id.length >> 1
+    codes = codeArrays[PREFIX_CHARS + length] ??= new Array<number>(PREFIX_CHARS + length).fill(0)
+    codes[4] = MARKER_BYTES
+    for (let i = 0; i < length; i++) codes[PREFIX_CHARS + i] = hexValue(id.charCodeAt(2 * i)) * 16 + hexValue(id.charCodeAt(2 * i + 1))
+  } else {
+    codes = codeArrays[PREFIX_CHARS + id.length] ??= new Array<number>(PREFIX_CHARS + id.length).fill(0)
+    codes[4] = MARKER_TEXT
+    for (let i = 0; i < id.length; i++) codes[PREFIX_CHARS + i] = id.charCodeAt(i)
+  }
+  codes[0] = keyNumber >>> 24
+  codes[1] = (keyNumber >>> 16) & 0xff
+  codes[2] = (keyNumber >>> 8) & 0xff
+  codes[3] = keyNumber & 0xff
+  return String.fromCharCode.apply(null, codes)
+}
+
+/** An even number of lowercase hex digits: the hex of some bytes, which stand for it. */
+function isLowerHex (text: string): boolean {
+  if ((text.length & 1) !== 0) return false
+  for (let i = 0; i < text.length; i++) if (hexValue(text.charCodeAt(i)) < 0) return false
+  return true
+}
+
+function hexValue (code: number): number {
+  if (code >= 48 && code <= 57) return code - 48
+  if (code >= 97 && code <= 102) return code - 87
+  return -1
+}
+
+/** Ids may be given as bytes (an envelope id, a nonce): the same id as their hex. */
+function checkId (id: unknown): void {
   if (id instanceof Uint8Array) {
     if (id.length === 0 || id.length > PART_CHARS_MAX / 2) throw new TypeError(`id expected 1 to ${PART_CHARS_MAX / 2} bytes, got length=${id.length}`)
-    return toHex(id)
+    return
   }
   checkPart('id', id)
-  return id as string
 }
 
 function checkPart (name: string, value: unknown): void {

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import {
-  checkEnvelope, decodeBridgeRecord, MessageType, parseConnectPassword, parsePayload, fromHex, validateBody,
+  checkEnvelope, decodeBridgeRecord, encodeBridgeRecord, MessageType, parseConnectPassword, parsePayload, fromHex, toHex, validateBody,
 } from '../../src/protocol/index.js'
 import { DEVICE_ID, DEVICE_PUBLIC, HUB_ID, MAX, SKEW_MS, T0, nodeVerifyRaw } from './helpers.js'
 import { buildVectors, formatVector, readVectors } from './vectors.js'
@@ -67,6 +67,17 @@ test('the documented Acks and bridge record read back as documented', () => {
   assert.deepEqual(record.raw, bytes('status-update'))
   assert.deepEqual(record.body, { temp: 21.5, rssi: -67 })
   assert.equal(record.receivedAt, T0 + 250)
+})
+
+test('the documented bridge record is what the hub builds from the documented StatusUpdate, body spliced as received', () => {
+  const parsed = parsePayload(bytes('status-update'), { payloadBytesMax: MAX, direction: 'up' })
+  assert.ok(parsed.ok)
+  const item = parsed.items[0]
+  assert.ok(item.envelope && item.bodyBytes, 'the body is offered for splicing')
+  const input = { type: item.envelope.type, src: DEVICE_ID, receivedAt: T0 + 250, body: item.envelope.body, hubId: HUB_ID, signed: false, raw: item.raw }
+  // As up-pipeline calls it: bodyBytes, written into Node's buffer pool.
+  assert.equal(toHex(encodeBridgeRecord({ ...input, bodyBytes: item.bodyBytes }, Buffer.allocUnsafe)), documented.get('bridge-record')?.value)
+  assert.equal(toHex(encodeBridgeRecord(input)), documented.get('bridge-record')?.value)
 })
 
 // The doc's Python sketch needs cbor2 and cryptography, which the project does not
