@@ -280,7 +280,7 @@ async function main (): Promise<void> {
   facts.push(`background load before the run: ${dec(background, 2)} cores busy${background > 0.3 ? ' (the machine is not quiet: expect noisy figures)' : ''}`)
   for (const fact of facts) log(fact)
 
-  const hub = await startNodeBroker('hub', '../http/hub-server.ts', knobs.hubNodeArgs)
+  const hub = await startNodeBroker('hub', 'hub-server.ts', knobs.hubNodeArgs)
   try {
     const admin: HubAdmin = { httpPort: Number(hub.info.httpPort), adminToken: String(hub.info.adminToken) }
     log(`hub: enrolling ${knobs.connections} devices and ${knobs.connections} services over HTTP`)
