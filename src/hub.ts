@@ -25,6 +25,7 @@ import { AuditLog, PolicyStore } from './cage/index.js'
 import { createStateService, type StateService } from './state/service.js'
 import { createStateMqtt } from './state/mqtt.js'
 import { createDownSender } from './down-sender.js'
+import { TreeStore } from './zklock/tree-store.js'
 
 export interface HubOptions extends HubConfigInput {
   /** A logger to use instead of creating one from `logLevel`. */
@@ -131,6 +132,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       ...config.http,
       policies,
       audit,
+      zkTree: new TreeStore(store.db),
       skewMs: config.protocol.skewMs,
       listenBridge: (filter, handler) => mqttBroker.listen(filter, handler),
       sendToDevice: createDownSender({ principals, nodeKey, broker: mqttBroker, signAll: config.signAcks }),

@@ -17,6 +17,8 @@ import { streamRoute, type ListenBridge } from './stream-route.js'
 import { messagesRoute, type SendToDevice } from './messages-route.js'
 import { registerGuards, GUARD_DEFAULTS, type GuardOptions } from './guards.js'
 import { cage, type AuditLog, type PolicyStore } from '../cage/index.js'
+import { treeRoutes } from '../zklock/tree-routes.js'
+import type { TreeStore } from '../zklock/tree-store.js'
 import { PrincipalDirectory } from '../auth/principal-keys.js'
 import { ReplayGuard } from '../protocol/index.js'
 import { DEFAULT_CONFIG } from '../config.js'
@@ -51,6 +53,8 @@ export interface HttpServerOptions extends Partial<GuardOptions> {
   policies?: PolicyStore
   /** The hash-chained audit log of admin actions, enrolments and refused requests. */
   audit?: AuditLog
+  /** The ZKLock identity tree: commitments, roots and leaves under /v1/zk. */
+  zkTree?: TreeStore
   /** Device state documents: served under /v1/devices/:id/state when given. */
   state?: StateService
   /** Who may read and write state documents; the admin token alone when absent. */
@@ -120,6 +124,7 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
     enrollPerMinute: options.enrollPerMinute ?? GUARD_DEFAULTS.enrollPerMinute,
     audit: options.audit,
   })
+  if (options.zkTree) app.register(treeRoutes, { tree: options.zkTree })
   if (options.listenBridge) app.register(streamRoute, { listenBridge: options.listenBridge })
   if (options.sendToDevice) app.register(messagesRoute, { sendToDevice: options.sendToDevice })
   app.register(devicesRoutes, {

@@ -106,6 +106,32 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       ALTER TABLE principals ADD COLUMN provisioned_by TEXT REFERENCES provisioning_tokens (id);
     `,
   },
+  {
+    version: 6,
+    // The ZK claim lock's identity tree (docs/zklock.md §4, src/zklock/tree-store.ts): one
+    // leaf (commitment, a decimal field element) per device, in append order; every root the
+    // tree has had, with its leaf count (the accepted ones are the most recent); and the
+    // frontier after the last append, so that opening does not rehash every leaf.
+    sql: `
+      CREATE TABLE zk_leaves (
+        idx INTEGER PRIMARY KEY CHECK (idx >= 0),
+        commitment TEXT NOT NULL UNIQUE,
+        device_id TEXT UNIQUE REFERENCES principals (id),
+        added_ms INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE zk_roots (
+        root TEXT PRIMARY KEY,
+        leaf_count INTEGER NOT NULL UNIQUE CHECK (leaf_count >= 0),
+        created_ms INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE TABLE zk_frontier (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        leaf_count INTEGER NOT NULL,
+        root TEXT NOT NULL,
+        frontier TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ])
 
 export const SCHEMA_VERSION = MIGRATIONS.length
