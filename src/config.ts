@@ -52,6 +52,17 @@ export interface HttpGuards {
   corsOrigins: string[]
 }
 
+export interface ZkSettings {
+  /** Length of a claim epoch, in ms: one claim per device per epoch. */
+  epochLengthMs: number
+  /** What one accepted claim credits to its recipient. */
+  reward: number
+  /** Proofs allowed to wait for a verifier worker; past it a claim gets 503 with Retry-After. */
+  verifyQueueMax: number
+  /** Anonymous claims per address per minute over HTTP. */
+  claimsPerMinute: number
+}
+
 export interface TlsConfig {
   /** PEM certificate chain file. */
   certFile: string
@@ -86,6 +97,8 @@ export interface HubConfig {
   state: StateLimits
   /** The HTTP gateway's guards. */
   http: HttpGuards
+  /** ZKLock anonymous claims (docs/zklock.md). */
+  zk: ZkSettings
   /** pino level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   /** Interval for rate-limited rejection log lines, in ms. */
@@ -125,12 +138,19 @@ export const DEFAULT_CONFIG: HubConfig = Object.freeze({
     enrollPerMinute: 30,
     corsOrigins: Object.freeze([]) as unknown as string[],
   }),
+  zk: Object.freeze({
+    epochLengthMs: 24 * 3600 * 1000,
+    reward: 1,
+    verifyQueueMax: 256,
+    claimsPerMinute: 30,
+  }),
   logLevel: 'info',
   rejectionLogIntervalMs: 10_000,
 }) as HubConfig
 
-export type HubConfigInput = Partial<Omit<HubConfig, 'protocol' | 'clients' | 'state' | 'http' | 'tls'>> & {
+export type HubConfigInput = Partial<Omit<HubConfig, 'protocol' | 'clients' | 'state' | 'http' | 'zk' | 'tls'>> & {
   http?: Partial<HttpGuards>
+  zk?: Partial<ZkSettings>
   protocol?: Partial<ProtocolLimits>
   clients?: Partial<ClientLimits>
   state?: Partial<StateLimits>
@@ -148,7 +168,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 /** Merges input over the defaults, validates every field and returns a frozen config. */
 export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> {
-  const known = new Set([...Object.keys(DEFAULT_CONFIG), 'protocol', 'clients', 'state', 'http', 'tls'])
+  const known = new Set([...Object.keys(DEFAULT_CONFIG), 'protocol', 'clients', 'state', 'http', 'zk', 'tls'])
   for (const key of Object.keys(input)) {
     if (!known.has(key)) throw new ConfigError(`unknown config key "${key}"`)
   }
@@ -159,6 +179,7 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
     clients: { ...DEFAULT_CONFIG.clients, ...stripUndefined(input.clients ?? {}) },
     state: { ...DEFAULT_CONFIG.state, ...stripUndefined(input.state ?? {}) },
     http: { ...DEFAULT_CONFIG.http, ...stripUndefined(input.http ?? {}) },
+    zk: { ...DEFAULT_CONFIG.zk, ...stripUndefined(input.zk ?? {}) },
     tls: input.tls ?? null,
   }
   requireString('host', config.host)
@@ -185,6 +206,8 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
   }
   for (const [key, value] of Object.entries(config.protocol)) requirePositiveInt(`protocol.${key}`, value)
   for (const [key, value] of Object.entries(config.clients)) requirePositiveInt(`clients.${key}`, value)
+  requireKnownKeys('zk', config.zk, DEFAULT_CONFIG.zk)
+  for (const [key, value] of Object.entries(config.zk)) requirePositiveInt(`zk.${key}`, value)
   requireKnownKeys('http', config.http, DEFAULT_CONFIG.http)
   requirePositiveInt('http.rateLimitPerMinute', config.http.rateLimitPerMinute)
   requirePositiveInt('http.enrollPerMinute', config.http.enrollPerMinute)

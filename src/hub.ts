@@ -26,6 +26,9 @@ import { createStateService, type StateService } from './state/service.js'
 import { createStateMqtt } from './state/mqtt.js'
 import { createDownSender } from './down-sender.js'
 import { TreeStore } from './zklock/tree-store.js'
+import { createClaimService } from './zklock/claims.js'
+import { lazyVerifier, type LazyVerifier } from './zklock/lazy-verifier.js'
+import { circuitArtifact } from './zklock/artifacts.js'
 
 export interface HubOptions extends HubConfigInput {
   /** A logger to use instead of creating one from `logLevel`. */
@@ -65,6 +68,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
   let broker: MetanodeBroker | null = null
   let state: StateService | null = null
   let policies: PolicyStore | null = null
+  let zkVerifier: LazyVerifier | null = null
   let app: FastifyInstance | null = null
   const servers: TcpServer[] = []
   const closeAll = async (): Promise<void> => {
@@ -75,6 +79,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       ['state', state ? () => state!.close() : null],
       ['broker', broker ? () => broker!.close() : null],
       ['policies', policies ? () => policies!.close() : null],
+      ['zk verifier', zkVerifier ? () => zkVerifier!.close() : null],
       ['listeners', () => Promise.all(serversClosed)],
       ['store', store ? () => store!.close() : null],
     ]
@@ -93,6 +98,8 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       log.warn('!!! ANONYMOUS MODE: clients without credentials are admitted (outside mn/v1/ only). Development use only: never run a production hub with --allow-anonymous. !!!')
     }
 
+    const zkTree = new TreeStore(store.db)
+    const verifier = zkVerifier = lazyVerifier(circuitArtifact('verification_key.json'), { queueMax: config.zk.verifyQueueMax })
     const audit = new AuditLog(store.db)
     policies = new PolicyStore(store.db, { audit })
 
@@ -132,7 +139,9 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       ...config.http,
       policies,
       audit,
-      zkTree: new TreeStore(store.db),
+      zkTree,
+      zkClaims: createClaimService({ db: store.db, tree: zkTree, verifier, epochs: { lengthMs: config.zk.epochLengthMs, reward: config.zk.reward } }),
+      claimsPerMinute: config.zk.claimsPerMinute,
       skewMs: config.protocol.skewMs,
       listenBridge: (filter, handler) => mqttBroker.listen(filter, handler),
       sendToDevice: createDownSender({ principals, nodeKey, broker: mqttBroker, signAll: config.signAcks }),

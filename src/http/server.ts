@@ -19,6 +19,8 @@ import { registerGuards, GUARD_DEFAULTS, type GuardOptions } from './guards.js'
 import { cage, type AuditLog, type PolicyStore } from '../cage/index.js'
 import { treeRoutes } from '../zklock/tree-routes.js'
 import type { TreeStore } from '../zklock/tree-store.js'
+import { claimRoutes } from '../zklock/claim-routes.js'
+import type { ClaimService } from '../zklock/claims.js'
 import { PrincipalDirectory } from '../auth/principal-keys.js'
 import { ReplayGuard } from '../protocol/index.js'
 import { DEFAULT_CONFIG } from '../config.js'
@@ -55,6 +57,10 @@ export interface HttpServerOptions extends Partial<GuardOptions> {
   audit?: AuditLog
   /** The ZKLock identity tree: commitments, roots and leaves under /v1/zk. */
   zkTree?: TreeStore
+  /** ZKLock anonymous claims under /v1/zk/claims. */
+  zkClaims?: ClaimService
+  /** Anonymous claims per address per minute. */
+  claimsPerMinute?: number
   /** Device state documents: served under /v1/devices/:id/state when given. */
   state?: StateService
   /** Who may read and write state documents; the admin token alone when absent. */
@@ -125,6 +131,7 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
     audit: options.audit,
   })
   if (options.zkTree) app.register(treeRoutes, { tree: options.zkTree })
+  if (options.zkClaims) app.register(claimRoutes, { claims: options.zkClaims, claimsPerMinute: options.claimsPerMinute })
   if (options.listenBridge) app.register(streamRoute, { listenBridge: options.listenBridge })
   if (options.sendToDevice) app.register(messagesRoute, { sendToDevice: options.sendToDevice })
   app.register(devicesRoutes, {

@@ -132,6 +132,28 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       ) STRICT;
     `,
   },
+  {
+    version: 7,
+    // ZK claims (docs/zklock.md, src/zklock/claims.ts): one row per accepted claim, keyed by
+    // its nullifier (canonical decimal), so that the primary key refuses a second claim of an
+    // identity in an epoch even when two race; and the balance credited to each recipient
+    // (an ed25519 public key, 64 lowercase hex digits).
+    sql: `
+      CREATE TABLE zk_claims (
+        nullifier TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL CHECK (epoch >= 0),
+        recipient TEXT NOT NULL CHECK (length(recipient) = 64),
+        amount INTEGER NOT NULL CHECK (amount >= 0),
+        root TEXT NOT NULL,
+        claimed_ms INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX zk_claims_recipient ON zk_claims (recipient);
+      CREATE TABLE zk_balances (
+        recipient TEXT PRIMARY KEY CHECK (length(recipient) = 64),
+        amount INTEGER NOT NULL CHECK (amount >= 0)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ])
 
 export const SCHEMA_VERSION = MIGRATIONS.length

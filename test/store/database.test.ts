@@ -32,7 +32,7 @@ test('migrations are idempotent across reopen', async (t) => {
   assert.equal(userVersion(db), SCHEMA_VERSION)
   assert.deepEqual(migrate(db), { from: SCHEMA_VERSION, to: SCHEMA_VERSION })
   const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all()
-  assert.deepEqual(tables, ['audit_log', 'device_states', 'policy_rules', 'principals', 'provisioning_tokens', 'zk_frontier', 'zk_leaves', 'zk_roots'])
+  assert.deepEqual(tables, ['audit_log', 'device_states', 'policy_rules', 'principals', 'provisioning_tokens', 'zk_balances', 'zk_claims', 'zk_frontier', 'zk_leaves', 'zk_roots'])
 })
 
 test('a failing migration rolls back whole and leaves the version', async (t) => {
