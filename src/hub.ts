@@ -27,6 +27,7 @@ import { createStateMqtt } from './state/mqtt.js'
 import { createDownSender } from './down-sender.js'
 import { TreeStore } from './zklock/tree-store.js'
 import { createClaimService } from './zklock/claims.js'
+import { tokenClaimHandlers } from './zklock/mqtt.js'
 import { lazyVerifier, type LazyVerifier } from './zklock/lazy-verifier.js'
 import { circuitArtifact } from './zklock/artifacts.js'
 
@@ -100,6 +101,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
 
     const zkTree = new TreeStore(store.db)
     const verifier = zkVerifier = lazyVerifier(circuitArtifact('verification_key.json'), { queueMax: config.zk.verifyQueueMax })
+    const claims = createClaimService({ db: store.db, tree: zkTree, verifier, epochs: { lengthMs: config.zk.epochLengthMs, reward: config.zk.reward } })
     const audit = new AuditLog(store.db)
     policies = new PolicyStore(store.db, { audit })
 
@@ -123,7 +125,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       log: log.child({ component: 'broker' }),
       registry,
       signAck: config.signAcks ? nodeKey.sign : undefined,
-      handlers: new Map([...stateMqtt.handlers, [MessageType.SecurityAlert, securityAlertHandler(audit)]]),
+      handlers: new Map([...stateMqtt.handlers, ...tokenClaimHandlers(claims), [MessageType.SecurityAlert, securityAlertHandler(audit)]]),
       onPrincipalReady: stateMqtt.onPrincipalReady,
     })
     mqttBroker.aedes.on('subscribe', (subscriptions, client) => stateMqtt.onSubscribed(client.id, subscriptions))
@@ -140,7 +142,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       policies,
       audit,
       zkTree,
-      zkClaims: createClaimService({ db: store.db, tree: zkTree, verifier, epochs: { lengthMs: config.zk.epochLengthMs, reward: config.zk.reward } }),
+      zkClaims: claims,
       claimsPerMinute: config.zk.claimsPerMinute,
       skewMs: config.protocol.skewMs,
       listenBridge: (filter, handler) => mqttBroker.listen(filter, handler),
