@@ -18,7 +18,7 @@ import {
   type ParsedItem, type Signer,
 } from '../src/protocol/index.js'
 import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js'
-import { Connection, connectTimeout, waitOnline, type ConnectionOptions, type ReconnectingInfo } from './connection.js'
+import { Connection, waitConnected, type ConnectionOptions, type ReconnectingInfo } from './connection.js'
 import { TypedEmitter } from './emitter.js'
 import {
   AckError, ArgumentError, ClosedError, MetanodeSdkError, PayloadTooLargeError, QueueFullError, TimeoutError,
@@ -273,8 +273,7 @@ export class DeviceClient extends TypedEmitter<DeviceEvents> {
   async connect (): Promise<this> {
     this.start()
     try {
-      await waitOnline(this.#connection, this.#options.connectTimeoutMs,
-        () => connectTimeout(this.#options.connectTimeoutMs, this.#connection.lastError))
+      await waitConnected(this.#connection, this.#options.connectTimeoutMs)
       return this
     } catch (err) {
       await this.close()

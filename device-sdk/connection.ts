@@ -249,6 +249,11 @@ export function waitOnline (connection: Connection, timeoutMs: number, onTimeout
   })
 }
 
+/** waitOnline for connect(): its timeout says what the last attempt ran into. */
+export function waitConnected (connection: Connection, timeoutMs: number): Promise<void> {
+  return waitOnline(connection, timeoutMs, () => connectTimeout(timeoutMs, connection.lastError))
+}
+
 /** The TimeoutError of connect(), saying what the last attempt ran into. */
 export function connectTimeout (timeoutMs: number, lastError: Error | undefined): TimeoutError {
   return new TimeoutError(`not connected after ${timeoutMs} ms${lastError ? ` (last error: ${lastError.message})` : ''}`, timeoutMs)

@@ -7,7 +7,7 @@ import {
   DOWN_TYPES, MUST_SIGN_TYPES, decodeBridgeRecord, encodeEnvelope, idBytes, messageTypeName, signEnvelope,
 } from '../src/protocol/index.js'
 import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js'
-import { Connection, connectTimeout, waitOnline, type ConnectionOptions, type ReconnectingInfo } from './connection.js'
+import { Connection, waitConnected, waitOnline, type ConnectionOptions, type ReconnectingInfo } from './connection.js'
 import { TypedEmitter } from './emitter.js'
 import { ArgumentError, ClosedError, MetanodeSdkError, TimeoutError } from './errors.js'
 import { signerFor, type KeyPair } from './keys.js'
@@ -129,8 +129,7 @@ export class ServiceClient extends TypedEmitter<ServiceEvents> {
   async connect (): Promise<this> {
     this.start()
     try {
-      await waitOnline(this.#connection, this.#connectTimeoutMs,
-        () => connectTimeout(this.#connectTimeoutMs, this.#connection.lastError))
+      await waitConnected(this.#connection, this.#connectTimeoutMs)
       return this
     } catch (err) {
       await this.close()

@@ -15,7 +15,7 @@
  * structures) can be defined by one message and used by the next.
  */
 import { Decoder, Encoder, type Options } from 'cbor-x'
-import { describe, plainView } from './bytes.js'
+import { concatBytes, describe, plainView } from './bytes.js'
 import { CBOR_DEPTH_MAX } from './constants.js'
 import { ProtocolError } from './errors.js'
 import { CborScanError, newScanStats, readHead, stringContent, walkWhole, type ScanStats } from './cbor-scan.js'
@@ -289,15 +289,7 @@ function settle (value: unknown, mapsToObjects: boolean, narrow: boolean): unkno
 function withDefiniteStrings (bytes: Uint8Array): Uint8Array {
   const parts: Uint8Array[] = []
   copyDefinite(bytes, 0, bytes.length, parts)
-  let length = 0
-  for (const part of parts) length += part.length
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
+  return concatBytes(...parts)
 }
 
 function copyDefinite (bytes: Uint8Array, pos: number, end: number, parts: Uint8Array[]): number {
