@@ -16,7 +16,7 @@ import { guardPacketSize } from './packet-size-guard.js'
 import { InOrder } from './in-order.js'
 import { RejectionLog } from './rejections.js'
 import { createBrokerMetrics } from './metrics.js'
-import { UpPipeline, type MessageHandler } from './up-pipeline.js'
+import { UpPipeline, type MessageHandler, type FeatureHandler } from './up-pipeline.js'
 import { DeliveryReceipts } from './delivery-receipts.js'
 import { createAuthenticate } from './authenticate.js'
 import { createAuthorizePublish } from './authorize-publish.js'
@@ -24,7 +24,7 @@ import { createAuthorizeSubscribe } from './authorize-subscribe.js'
 import { createAuthorizeForward } from './authorize-forward.js'
 import type { BrokerContext, ClientState } from './context.js'
 
-export { FeatureRejection, type MessageHandler, type AcceptedMessage } from './up-pipeline.js'
+export { FeatureRejection, type MessageHandler, type FeatureHandler, type AcceptedMessage } from './up-pipeline.js'
 export type { PrincipalRecord, Role } from '../src/auth/principal-keys.js'
 
 export interface BrokerOptions {
@@ -37,8 +37,8 @@ export interface BrokerOptions {
   registry: Registry
   /** Signs Acks with the hub's key when set. */
   signAck?: Signer
-  /** Feature handlers by message type code, run after a message is bridged. */
-  handlers?: ReadonlyMap<number, MessageHandler>
+  /** Feature handlers by message type code; a bare function runs after the message is bridged (FeatureHandler says otherwise). */
+  handlers?: ReadonlyMap<number, MessageHandler | FeatureHandler>
   /** Told when an authenticated principal's session is ready (after CONNACK), e.g. to send it pending state. */
   onPrincipalReady?: (principal: { id: string, role: Role }) => void
 }

@@ -14,7 +14,7 @@ import type { InOrder } from './in-order.js'
 import type { RejectionLog } from './rejections.js'
 import type { BrokerMetrics } from './metrics.js'
 
-/** A message that passed every check, handed to feature handlers after it was bridged. */
+/** A message that passed every check, handed to its feature handler. */
 export interface AcceptedMessage {
   principal: KnownPrincipal
   envelope: Envelope
@@ -28,6 +28,18 @@ export interface AcceptedMessage {
  * goes into the Ack's `result`; a FeatureRejection becomes a refused Ack with its code.
  */
 export type MessageHandler = (message: AcceptedMessage) => Promise<unknown> | unknown
+
+/**
+ * A handler with its bridge timing. `before` (the default, and what a bare MessageHandler
+ * gets): the message is bridged as soon as it passed the checks of §4, then handled.
+ * `accepted`: handled first, bridged only if the handler accepted it (a proof is bridged
+ * once it verified). `never`: the handler publishes what services may see itself (an
+ * anonymous claim is bridged without the device's id).
+ */
+export interface FeatureHandler {
+  handle: MessageHandler
+  bridge: 'before' | 'accepted' | 'never'
+}
 
 export class FeatureRejection extends Error {
   constructor (readonly code: number, readonly reason: string, message?: string) {
@@ -46,7 +58,7 @@ export interface UpPipelineOptions {
   metrics: BrokerMetrics
   /** Signs Acks with the hub's key when set. */
   signAck?: Signer
-  handlers: ReadonlyMap<number, MessageHandler>
+  handlers: ReadonlyMap<number, MessageHandler | FeatureHandler>
   log: Logger
 }
 
@@ -57,9 +69,11 @@ interface Checked {
 
 export class UpPipeline {
   readonly #o: UpPipelineOptions
+  readonly #handlers: ReadonlyMap<number, FeatureHandler>
 
   constructor (options: UpPipelineOptions) {
     this.#o = options
+    this.#handlers = new Map([...options.handlers].map(([type, h]) => [type, typeof h === 'function' ? { handle: h, bridge: 'before' } : h]))
   }
 
   /**
@@ -129,6 +143,30 @@ export class UpPipeline {
    */
   async #accept (message: AcceptedMessage, bodyBytes: Uint8Array | undefined): Promise<void> {
     const { envelope, principal } = message
+    const handler = this.#handlers.get(envelope.type)
+    const bridge = handler?.bridge ?? 'before'
+    // The device's Ack goes only after the bridge record was taken by the broker, so an
+    // acknowledged message has always reached the bridge (shared/baselines.md).
+    if (bridge === 'before') await this.#bridge(message, bodyBytes)
+    let outcome: { code: number, reason: string, result?: unknown } = { code: 0, reason: '' }
+    if (handler) {
+      try {
+        outcome.result = await handler.handle(message)
+      } catch (err) {
+        if (err instanceof FeatureRejection) {
+          outcome = { code: err.code, reason: err.reason }
+        } else {
+          this.#o.log.error({ err, type: envelope.type, principalId: principal.id }, 'message handler failed')
+          outcome = { code: 100, reason: 'internal' }
+        }
+      }
+    }
+    if (bridge === 'accepted' && outcome.code === 0) await this.#bridge(message, bodyBytes)
+    if (envelope.ack) await this.#sendAck(principal, envelope.id, outcome)
+  }
+
+  #bridge (message: AcceptedMessage, bodyBytes: Uint8Array | undefined): Promise<void> {
+    const { envelope, principal } = message
     const record = encodeBridgeRecord({
       type: envelope.type,
       src: principal.id,
@@ -139,24 +177,7 @@ export class UpPipeline {
       signed: message.signed,
       raw: message.raw,
     }, Buffer.allocUnsafe) // written whole into Node's buffer pool: cheaper than an ArrayBuffer each
-    // The device's Ack goes only after the bridge record was taken by the broker, so an
-    // acknowledged message has always reached the bridge (shared/baselines.md).
-    await this.#o.publish(bridgeTopic(envelope.type, principal.id), asBuffer(record))
-    let outcome: { code: number, reason: string, result?: unknown } = { code: 0, reason: '' }
-    const handler = this.#o.handlers.get(envelope.type)
-    if (handler) {
-      try {
-        outcome.result = await handler(message)
-      } catch (err) {
-        if (err instanceof FeatureRejection) {
-          outcome = { code: err.code, reason: err.reason }
-        } else {
-          this.#o.log.error({ err, type: envelope.type, principalId: principal.id }, 'message handler failed')
-          outcome = { code: 100, reason: 'internal' }
-        }
-      }
-    }
-    if (envelope.ack) await this.#sendAck(principal, envelope.id, outcome)
+    return this.#o.publish(bridgeTopic(envelope.type, principal.id), asBuffer(record))
   }
 
   #sendAck (principal: KnownPrincipal, re: Uint8Array, outcome: { code: number, reason: string, result?: unknown }): Promise<void> {

@@ -19,7 +19,7 @@ import { openStore, type Store } from './store/index.js'
 import { createHttpServer } from './http/server.js'
 import { loadOrCreateAdminToken } from './http/admin-token.js'
 import { loadOrCreateNodeKey } from './node-key.js'
-import { createBroker, type MessageHandler, type MetanodeBroker } from '../broker/index.js'
+import { createBroker, type FeatureHandler, type MessageHandler, type MetanodeBroker } from '../broker/index.js'
 import { MessageType, downTopic } from './protocol/index.js'
 import { AuditLog, PolicyStore } from './cage/index.js'
 import { createStateService, type StateService } from './state/service.js'
@@ -27,7 +27,9 @@ import { createStateMqtt } from './state/mqtt.js'
 import { createDownSender } from './down-sender.js'
 import { TreeStore } from './zklock/tree-store.js'
 import { createClaimService } from './zklock/claims.js'
-import { tokenClaimHandlers } from './zklock/mqtt.js'
+import { zkMqttHandlers } from './zklock/mqtt.js'
+import { createProofChecker } from './zklock/proofs.js'
+import { createClaimBridge } from './zklock/claim-bridge.js'
 import { lazyVerifier, type LazyVerifier } from './zklock/lazy-verifier.js'
 import { circuitArtifact } from './zklock/artifacts.js'
 
@@ -101,7 +103,21 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
 
     const zkTree = new TreeStore(store.db)
     const verifier = zkVerifier = lazyVerifier(circuitArtifact('verification_key.json'), { queueMax: config.zk.verifyQueueMax })
-    const claims = createClaimService({ db: store.db, tree: zkTree, verifier, epochs: { lengthMs: config.zk.epochLengthMs, reward: config.zk.reward } })
+    const zkLog = log.child({ component: 'zklock' })
+    // Accepted claims are bridged through the broker, which is made below.
+    const bridgeClaim = createClaimBridge({
+      hubId: nodeKey.id,
+      sign: config.signAcks ? nodeKey.sign : undefined,
+      publish: (topic, payload) => broker ? broker.publish(topic, payload) : Promise.resolve(),
+    })
+    const claims = createClaimService({
+      db: store.db,
+      tree: zkTree,
+      verifier,
+      epochs: { lengthMs: config.zk.epochLengthMs, reward: config.zk.reward },
+      onAccepted: claim => bridgeClaim(claim).catch(err => zkLog.error({ err, nullifier: claim.nullifier }, 'an accepted claim could not be bridged')),
+    })
+    const proofs = createProofChecker({ tree: zkTree, verifier })
     const audit = new AuditLog(store.db)
     policies = new PolicyStore(store.db, { audit })
 
@@ -125,7 +141,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       log: log.child({ component: 'broker' }),
       registry,
       signAck: config.signAcks ? nodeKey.sign : undefined,
-      handlers: new Map([...stateMqtt.handlers, ...tokenClaimHandlers(claims), [MessageType.SecurityAlert, securityAlertHandler(audit)]]),
+      handlers: new Map<number, MessageHandler | FeatureHandler>([...stateMqtt.handlers, ...zkMqttHandlers(claims, proofs), [MessageType.SecurityAlert, securityAlertHandler(audit)]]),
       onPrincipalReady: stateMqtt.onPrincipalReady,
     })
     mqttBroker.aedes.on('subscribe', (subscriptions, client) => stateMqtt.onSubscribed(client.id, subscriptions))

@@ -20,6 +20,7 @@ export const CLAIM_REASONS = {
   stale_epoch: { reasonCode: 106, statusCode: 400, code: 'MN_ERR_ZK_STALE_EPOCH' },
   double_claim: { reasonCode: 107, statusCode: 409, code: 'MN_ERR_ZK_DOUBLE_CLAIM' },
   busy: { reasonCode: 108, statusCode: 503, code: 'MN_ERR_ZK_BUSY' },
+  unknown_circuit: { reasonCode: 109, statusCode: 400, code: 'MN_ERR_ZK_UNKNOWN_CIRCUIT' },
 } as const
 
 export type ClaimReason = keyof typeof CLAIM_REASONS
@@ -53,6 +54,11 @@ export interface ClaimServiceOptions {
   tree: Pick<TreeStore, 'isKnownRoot'>
   verifier: { verify (proof: unknown, publicSignals: string[]): Promise<boolean> }
   epochs: EpochConfig
+  /**
+   * Told of each claim once it is committed, before the claimant hears of it: the hub
+   * bridges it to services. Must not throw (its errors are its own to log); the claim stands.
+   */
+  onAccepted?: (claim: AcceptedClaim) => Promise<void> | void
   /** Clock, for tests. */
   nowMs?: () => number
 }
@@ -75,6 +81,15 @@ export interface ClaimResult {
   epoch: number
   /** The recipient's balance after this claim. */
   balance: number
+}
+
+/** A committed claim with what proves it: what services get on the bridge. */
+export interface AcceptedClaim extends ClaimResult {
+  root: string
+  /** The public signals as the hub rebuilt and verified them: [root, nullifierHash, signalHash, epoch]. */
+  publicSignals: string[]
+  proof: unknown
+  claimedMs: number
 }
 
 export interface ClaimRecord {
@@ -116,6 +131,17 @@ export function canonicalField (name: string, value: unknown): string {
 export function canonicalRecipient (value: unknown): string {
   if (typeof value !== 'string' || !RECIPIENT.test(value)) throw new BadRequestError('recipient must be an ed25519 public key as 64 hex digits')
   return value.toLowerCase()
+}
+
+/** Verifies in the pool; a full queue or a crashed worker is `busy` (retry later), not a bad proof. */
+export async function verifyOrBusy (verifier: ClaimServiceOptions['verifier'], proof: unknown, publicSignals: string[]): Promise<boolean> {
+  try {
+    return await verifier.verify(proof, publicSignals)
+  } catch (err) {
+    if (err instanceof QueueFullError) throw new ClaimError('busy', 'too many proofs are being verified; retry later', { cause: err, retryAfterSeconds: err.retryAfterSeconds })
+    if (err instanceof VerifierCrashedError) throw new ClaimError('busy', 'the verifier failed; retry later', { cause: err, retryAfterSeconds: 1 })
+    throw err
+  }
 }
 
 function isConstraintError (err: unknown): boolean {
@@ -167,26 +193,23 @@ export function createClaimService (options: ClaimServiceOptions): ClaimService 
     const signalHash = claimSignalHash({ recipient, amount: BigInt(amount), epoch: BigInt(epoch) })
     const publicSignals = publicSignalsArray({ root: BigInt(root), nullifierHash: BigInt(nullifier), signalHash, epoch: BigInt(epoch) })
     if (!isWellFormedRequest(request.proof, publicSignals, publicSignals.length)) throw new ClaimError('bad_proof', 'the proof is malformed')
-    let valid: boolean
-    try {
-      valid = await verifier.verify(request.proof, publicSignals)
-    } catch (err) {
-      if (err instanceof QueueFullError) throw new ClaimError('busy', 'too many claims are being verified; retry later', { cause: err, retryAfterSeconds: err.retryAfterSeconds })
-      if (err instanceof VerifierCrashedError) throw new ClaimError('busy', 'the verifier failed; retry later', { cause: err, retryAfterSeconds: 1 })
-      throw err
+    if (!await verifyOrBusy(verifier, request.proof, publicSignals)) {
+      throw new ClaimError('bad_proof', 'the proof does not verify for this root, nullifier, recipient, reward and epoch')
     }
-    if (!valid) throw new ClaimError('bad_proof', 'the proof does not verify for this root, nullifier, recipient, reward and epoch')
 
     let balance: number
+    const claimedMs = now()
     try {
-      balance = record.immediate(nullifier, epoch, recipient, amount, root, now())
+      balance = record.immediate(nullifier, epoch, recipient, amount, root, claimedMs)
     } catch (err) {
       if (isConstraintError(err) && existsStmt.get(nullifier) !== undefined) {
         throw new ClaimError('double_claim', 'this identity has already claimed in this epoch', { cause: err })
       }
       throw err
     }
-    return { nullifier, recipient, amount, epoch, balance }
+    const result = { nullifier, recipient, amount, epoch, balance }
+    await options.onAccepted?.({ ...result, root, publicSignals, proof: request.proof, claimedMs })
+    return result
   }
 
   function getClaim (nullifier: string): ClaimRecord | undefined {

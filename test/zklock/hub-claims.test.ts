@@ -9,12 +9,14 @@ import * as snarkjs from 'snarkjs'
 import { SparseMerkleTree, claimCircuitInput, identityLeaf, nullifierHash } from '../../circuits/claim-inputs.js'
 import { circuitArtifact } from '../../src/zklock/artifacts.js'
 import { startTestHub, enrollPrincipal } from '../helpers/hub.js'
-import { connectTestDevice } from '../helpers/device.js'
-import { signHttpRequest } from '../../src/protocol/index.js'
+import { connectTestDevice, connectTestService } from '../helpers/device.js'
+import { decodeBridgeRecord, signHttpRequest } from '../../src/protocol/index.js'
+import { readFileSync } from 'node:fs'
 
 test('a device claims anonymously once per epoch; the hub records it and credits the recipient', async t => {
   t.after(() => (globalThis as { curve_bn128?: { terminate(): Promise<void> } }).curve_bn128?.terminate())
   const hub = await startTestHub(t, { zk: { reward: 5 } })
+  const service = await connectTestService(t, hub)
   const base = `http://127.0.0.1:${hub.httpPort}`
   const admin = { authorization: `Bearer ${hub.adminToken}`, 'content-type': 'application/json' }
   const device = await enrollPrincipal(hub)
@@ -47,13 +49,27 @@ test('a device claims anonymously once per epoch; the hub records it and credits
   assert.equal(JSON.stringify(recorded).includes(device.id), false)
   const balance = await (await fetch(`${base}/v1/zk/balances/${recipient}`)).json() as { balance: number }
   assert.equal(balance.balance, 5)
+
+  // Services get the accepted claim, from the hub, with the proof to check it themselves.
+  const [record] = await service.decoded(1)
+  assert.equal(service.records.messages[0].topic, `mn/v1/bridge/token_claim/${hub.nodeId}`)
+  assert.equal(record.src, hub.nodeId)
+  const body = record.body as Record<string, unknown>
+  assert.deepEqual([body.nullifier, body.recipient, body.amount, body.epoch, body.root], [nullifier, recipient, 5, epoch, leaves.root])
+  assert.ok(await snarkjs.groth16.verify(verificationKey(), body.publicSignals as string[], body.proof as object))
+  assert.equal(Buffer.from(service.records.messages[0].payload).includes(device.id), false)
 })
 
-test('a TokenClaim over MQTT is answered in its Ack; a second one is refused with double_claim (107)', async t => {
+function verificationKey (): object {
+  return JSON.parse(readFileSync(circuitArtifact('verification_key.json'), 'utf8')) as object
+}
+
+test('a TokenClaim over MQTT is answered in its Ack; a second one is refused with double_claim (107); the claim is bridged without the device', async t => {
   t.after(() => (globalThis as { curve_bn128?: { terminate(): Promise<void> } }).curve_bn128?.terminate())
   const hub = await startTestHub(t, { zk: { reward: 3 } })
   const base = `http://127.0.0.1:${hub.httpPort}`
   const device = await connectTestDevice(t, hub)
+  const service = await connectTestService(t, hub)
   const secret = 0xbeefn
   const commitment = identityLeaf(secret).toString()
   const body = JSON.stringify({ commitment })
@@ -76,4 +92,33 @@ test('a TokenClaim over MQTT is answered in its Ack; a second one is refused wit
   assert.equal(first.ok, true)
   assert.equal((first.result as { balance: number }).balance, 3)
   assert.deepEqual([second.ok, second.code, second.reason], [false, 107, 'double_claim'])
+  // One record for the one accepted claim, on the hub's topic: the envelope naming the
+  // device is never bridged, nor is the refused claim.
+  await device.up(device.envelope({ type: 1, body: { marker: 1 }, ack: true }))
+  await device.ackBodies(3)
+  const records = await service.records.waitFor(2)
+  assert.deepEqual(records.map(r => r.topic), [`mn/v1/bridge/token_claim/${hub.nodeId}`, `mn/v1/bridge/status_update/${device.principal.id}`])
+  assert.equal(records[0].payload.includes(device.principal.id), false)
+
+  // ProofSubmission (60): the same proof as an identified statement, verified and bridged
+  // with the device's id once it holds; refused ones are answered and not bridged.
+  const statement = { circuit: 'claim', proof, publicSignals }
+  const tampered = { ...statement, publicSignals: [publicSignals[0], publicSignals[1], '12345', publicSignals[3]] }
+  await device.up(device.signed({ type: 60, body: statement, ack: true }))
+  await device.up(device.signed({ type: 60, body: tampered, ack: true }))
+  await device.up(device.signed({ type: 60, body: { ...statement, circuit: 'other' }, ack: true }))
+  await device.up(device.signed({ type: 60, body: { ...statement, publicSignals: ['1', ...publicSignals.slice(1)] }, ack: true }))
+  await device.up(device.envelope({ type: 60, body: statement, ack: true }))
+  const acks = (await device.ackBodies(8)).slice(3)
+  assert.deepEqual(acks.map(a => [a.ok, a.code, a.reason]), [
+    [true, 0, ''], [false, 104, 'bad_proof'], [false, 109, 'unknown_circuit'], [false, 105, 'unknown_root'], [false, 8, 'unsigned'],
+  ])
+  assert.deepEqual((acks[0].result as { publicSignals: string[] }).publicSignals, publicSignals)
+  await device.up(device.envelope({ type: 1, body: { marker: 2 }, ack: true }))
+  await device.ackBodies(9)
+  const all = await service.records.waitFor(4)
+  assert.deepEqual(all.slice(2).map(r => r.topic), [`mn/v1/bridge/proof_submission/${device.principal.id}`, `mn/v1/bridge/status_update/${device.principal.id}`])
+  const proofRecord = decodeBridgeRecord(all[2].payload)
+  assert.equal(proofRecord.signed, true)
+  assert.deepEqual((proofRecord.body as { publicSignals: string[] }).publicSignals, publicSignals)
 })
