@@ -6,7 +6,10 @@
 // Uses poseidon-lite (not circomlibjs: importing circomlibjs after snarkjs orphans snarkjs's
 // worker threads). poseidon-lite's PoseidonN is circomlib's Poseidon(N) (same constants).
 
-import { poseidon1, poseidon2, poseidon4 } from 'poseidon-lite'
+// One file per arity: the package's index would pull in the constants of all sixteen.
+import { poseidon1 } from 'poseidon-lite/poseidon1'
+import { poseidon2 } from 'poseidon-lite/poseidon2'
+import { poseidon4 } from 'poseidon-lite/poseidon4'
 
 /** The BN254 scalar field: every signal is an integer modulo this prime. */
 export const FIELD_P = 21888242871839275222246405745257275088548364400416034343698204186575808495617n
@@ -73,7 +76,8 @@ function checkSecret(secret: bigint): void {
 /** A new identity secret: 31 random bytes (248 bits, always < p), never 0. */
 export function newIdentitySecret(): bigint {
   const b = crypto.getRandomValues(new Uint8Array(31))
-  const s = BigInt('0x' + Buffer.from(b).toString('hex'))
+  // Hex by hand rather than Buffer, which browsers do not have (the device SDK runs there).
+  const s = BigInt('0x' + Array.from(b, byte => byte.toString(16).padStart(2, '0')).join(''))
   return s === 0n ? newIdentitySecret() : s
 }
 

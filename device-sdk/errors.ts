@@ -129,3 +129,59 @@ export class HttpError extends MetanodeSdkError {
     this.code = code
   }
 }
+
+/** Why the hub refuses a ZK claim (docs/zklock.md §11), plus its HTTP rate limit. */
+export type ZkClaimRefusal = 'bad_proof' | 'unknown_root' | 'stale_epoch' | 'double_claim' | 'busy' | 'rate_limited'
+
+/**
+ * A ZK claim was refused. `fromHub` is false when the SDK refused it itself before proving
+ * (an epoch other than the hub's current one, or a nullifier the hub has already recorded);
+ * then `status` is the one the hub would have answered with. `retryAfterSeconds` comes with
+ * `busy` and `rate_limited`: the hub's Retry-After.
+ */
+export class ZkClaimRefusedError extends MetanodeSdkError {
+  readonly reason: ZkClaimRefusal
+  readonly status: number
+  /** The hub's MN_ERR_* code. */
+  readonly code: string
+  readonly fromHub: boolean
+  readonly retryAfterSeconds?: number
+
+  constructor (reason: ZkClaimRefusal, message: string, options: { status: number, code: string, fromHub: boolean, retryAfterSeconds?: number }) {
+    super(`the claim was refused: ${reason}: ${message}`)
+    this.name = 'ZkClaimRefusedError'
+    this.reason = reason
+    this.status = options.status
+    this.code = options.code
+    this.fromHub = options.fromHub
+    if (options.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds
+  }
+}
+
+/**
+ * The identity tree the hub serves is not usable: its leaves do not hash to the root it
+ * reports, that root is not one it accepts, a page is malformed, or it is over the bound.
+ */
+export class ZkTreeError extends MetanodeSdkError {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ZkTreeError'
+  }
+}
+
+/**
+ * This identity's commitment is not in the hub's tree (not added yet, or another secret
+ * than the one enrolled): nothing can be proved, and nothing was sent.
+ */
+export class ZkNotInTreeError extends MetanodeSdkError {
+  /** The commitment looked for (public: it is the leaf the device would have). */
+  readonly commitment: string
+  readonly leafCount: number
+
+  constructor (commitment: string, leafCount: number) {
+    super(`this identity's commitment is not among the hub's ${leafCount} leaves: add it first (POST /v1/zk/commitments), or load the secret that was enrolled`)
+    this.name = 'ZkNotInTreeError'
+    this.commitment = commitment
+    this.leafCount = leafCount
+  }
+}

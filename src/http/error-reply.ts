@@ -15,15 +15,20 @@ export interface ErrorBody {
   code: string
   error: string
   message: string
+  /** A feature's own reason word, where it has one (a refused claim's `double_claim`, say). */
+  reason?: string
 }
 
 export function errorBody (err: MetanodeError): ErrorBody {
-  return {
+  const body: ErrorBody = {
     statusCode: err.statusCode,
     code: err.code,
     error: STATUS_CODES[err.statusCode] ?? 'Error',
     message: err.message,
   }
+  const reason = (err as { reason?: unknown }).reason
+  if (typeof reason === 'string') body.reason = reason
+  return body
 }
 
 /** A not-found handler: the error handler then answers with the usual JSON. */

@@ -62,3 +62,34 @@ test('the Node entry is the one that may use node: modules', async () => {
   }))
   assert.ok(seen.some(s => s.startsWith('node:fs')), 'the guard catches node:fs, so it would catch node:crypto in the main entry')
 })
+
+test('device-sdk/zk.ts bundles for the browser with snarkjs\'s browser build and no Node built-ins; the main entry has no snarkjs', async () => {
+  const seen: string[] = []
+  const bundle = (entryPoint: string) => build({
+    entryPoints: [fileURLToPath(new URL(entryPoint, import.meta.url))],
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
+    plugins: [refuseNodeBuiltins(seen)],
+  }).catch((err: Error) => {
+    assert.fail(`the browser bundle of ${entryPoint} failed: ${err.message}\nNode built-ins seen: ${seen.join(', ') || 'none'}`)
+  })
+  const zk = await bundle('../../device-sdk/zk.ts')
+  assert.deepEqual(seen, [])
+  assert.equal(zk.errors.length, 0)
+  // platform 'browser' already resolves with the `browser` condition: snarkjs and
+  // ffjavascript come from their self-contained browser builds, never their Node ones.
+  const inputs = Object.keys(zk.metafile.inputs)
+  assert.ok(inputs.includes('node_modules/snarkjs/build/browser.esm.js'), `snarkjs's browser build is not in the bundle: ${inputs.filter(i => i.includes('snarkjs')).join(', ')}`)
+  assert.ok(inputs.includes('node_modules/ffjavascript/build/browser.esm.js'))
+  assert.ok(!inputs.some(i => i.startsWith('node_modules/snarkjs/src/') || i.startsWith('node_modules/web-worker/')), 'a Node build of snarkjs is in the bundle')
+  const code = zk.outputFiles[0].text
+  assert.ok(!code.includes('node:'), 'the bundle mentions a node: module')
+  assert.ok(!/\bBuffer\.from\(/.test(code), 'the bundle calls Buffer, which browsers do not have')
+
+  const main = await bundle('../../device-sdk/index.ts')
+  assert.ok(!Object.keys(main.metafile.inputs).some(i => i.includes('snarkjs') || i.includes('poseidon')), 'the main entry pulls in the ZK side')
+})
