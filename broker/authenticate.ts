@@ -14,6 +14,7 @@ type Done = (error: AuthenticateError | null, success: boolean | null) => void
 
 const RETURN_CODE_MESSAGES: Record<number, string> = {
   2: 'identifier rejected',
+  3: 'server unavailable',
   4: 'bad user name or password',
   5: 'not authorized',
 }
@@ -21,7 +22,7 @@ const RETURN_CODE_MESSAGES: Record<number, string> = {
 export function createAuthenticate (ctx: BrokerContext) {
   const skewMs = ctx.config.protocol.skewMs
 
-  function refuse (done: Done, returnCode: 2 | 4 | 5): void {
+  function refuse (done: Done, returnCode: number): void {
     ctx.metrics.connects.inc({ result: String(returnCode) })
     const err = new Error(RETURN_CODE_MESSAGES[returnCode]) as AuthenticateError
     ;(err as { returnCode: number }).returnCode = returnCode
@@ -49,18 +50,30 @@ export function createAuthenticate (ctx: BrokerContext) {
     const parsed = parseConnectPassword(password, principal.id)
     if (!parsed) return refuse(done, 4)
 
-    verifyEd25519(principal.key, parsed.signingInput, parsed.signature).then(valid => {
-      if (!valid) return refuse(done, 4)
+    const accept = async (): Promise<number | null> => {
+      if (!await verifyEd25519(principal.key, parsed.signingInput, parsed.signature)) return 4
       const nowMs = Date.now()
-      if (Math.abs(parsed.ts - nowMs) > skewMs) return refuse(done, 4)
+      if (Math.abs(parsed.ts - nowMs) > skewMs) return 4
       const nonce = toHex(parsed.nonce)
-      if (ctx.connectNonces.has(principal.id, nonce)) return refuse(done, 4)
+      if (ctx.connectNonces.has(principal.id, nonce)) return 4
       // Read again: a revocation may have landed while the signature was being checked.
+      if (ctx.directory.get(principal.id)?.revoked !== false) return 5
+      if (ctx.fleetNonces) {
+        // Cluster mode: a nonce used on another process is a replay too. Without an
+        // answer from the fleet the CONNECT is refused as "server unavailable" (3).
+        const fresh = await ctx.fleetNonces.firstSeen([[principal.id, nonce]]).catch(() => null)
+        if (fresh === null) return 3
+        if (!fresh[0]) return 4
+      }
       const current = ctx.directory.get(principal.id)
-      if (!current || current.revoked) return refuse(done, 5)
+      if (!current || current.revoked) return 5
       ctx.connectNonces.add(principal.id, nonce, nowMs)
       state.identity = { kind: 'principal', id: principal.id, role: principal.role }
       state.principal = current
+      return null
+    }
+    accept().then(code => {
+      if (code !== null) return refuse(done, code)
       ctx.metrics.connects.inc({ result: 'accepted' })
       done(null, true)
     }, () => refuse(done, 4))

@@ -5,6 +5,7 @@
 import type { Client } from 'aedes'
 import type { Logger } from 'pino'
 import type { ReplayGuard } from '../src/protocol/index.js'
+import type { FleetIds } from '../src/cluster/fleet-ids.js'
 import type { HubConfig } from '../src/config.js'
 import type { ClientIdentity } from './acl.js'
 import type { KnownPrincipal, PrincipalDirectory } from '../src/auth/principal-keys.js'
@@ -31,6 +32,8 @@ export interface BrokerContext {
   log: Logger
   directory: PrincipalDirectory
   connectNonces: ReplayGuard
+  /** Cluster mode: the fleet's record of CONNECT nonces (key: principal id, id: nonce hex). */
+  fleetNonces?: FleetIds
   clients: WeakMap<Client, ClientState>
   /** Publish packets that were acknowledged but must not be routed (§3 refusals, uplinks). */
   dropped: WeakSet<object>

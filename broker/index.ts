@@ -3,7 +3,7 @@
  * TCP, TLS and WebSocket listeners and hands each connection to `handle` (Aedes's own
  * pattern). It knows nothing of HTTP.
  */
-import { Aedes, type Client, type ConnectPacket } from 'aedes'
+import { Aedes, type AedesOptions, type Client, type ConnectPacket } from 'aedes'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
@@ -17,6 +17,7 @@ import { InOrder } from './in-order.js'
 import { RejectionLog } from './rejections.js'
 import { createBrokerMetrics } from './metrics.js'
 import { UpPipeline, type MessageHandler, type FeatureHandler } from './up-pipeline.js'
+import type { FleetIds } from '../src/cluster/fleet-ids.js'
 import { DeliveryReceipts } from './delivery-receipts.js'
 import { createAuthenticate } from './authenticate.js'
 import { createAuthorizePublish } from './authorize-publish.js'
@@ -41,6 +42,15 @@ export interface BrokerOptions {
   handlers?: ReadonlyMap<number, MessageHandler | FeatureHandler>
   /** Told when an authenticated principal's session is ready (after CONNACK), e.g. to send it pending state. */
   onPrincipalReady?: (principal: { id: string, role: Role }) => void
+  /**
+   * Where Aedes keeps sessions, subscriptions, retained messages and QoS queues; Aedes's
+   * in-memory default when absent. Its owner destroys it after close(): Aedes does not.
+   */
+  persistence?: AedesOptions['persistence']
+  /** How Aedes routes messages between processes (mqemitter-redis in cluster mode); in-process when absent. */
+  mq?: AedesOptions['mq']
+  /** Cluster mode: the fleet's record of CONNECT nonces and envelope ids (src/cluster/fleet.ts). */
+  fleet?: { connectNonces: FleetIds, envelopeIds: FleetIds }
 }
 
 export interface MetanodeBroker {
@@ -68,6 +78,27 @@ export interface MetanodeBroker {
   close (): Promise<void>
 }
 
+/**
+ * Aedes 1.2 re-subscribes a persistent session's listeners before it sends the CONNACK, so a
+ * message whose enqueue completes meanwhile is written to the client ahead of its CONNACK
+ * (mqtt.js then never completes the connect). With a durable persistence the window is an
+ * fsync long. Such a message is always in the session's queue already (Aedes enqueues for
+ * persistent sessions before it routes), and the queue is sent right after the CONNACK, so
+ * a live delivery before the CONNACK is skipped: not written, not cleared from the queue.
+ */
+function holdDeliveriesUntilConnack (client: Client): void {
+  type Deliver = (packet: unknown, cb: () => void) => void
+  const live = client as unknown as { connackSent: boolean, deliverQoS: Deliver, deliver0: Deliver }
+  // QoS 0 is at most once: one that would go ahead of the CONNACK is simply not sent.
+  for (const name of ['deliverQoS', 'deliver0'] as const) {
+    const deliver = live[name]
+    live[name] = function deliverAfterConnack (packet, cb) {
+      if (live.connackSent) return deliver(packet, cb)
+      setImmediate(cb)
+    }
+  }
+}
+
 export async function createBroker (options: BrokerOptions): Promise<MetanodeBroker> {
   const { config, log } = options
   const limits = config.protocol
@@ -76,7 +107,12 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
   // Ids and nonces are remembered for twice the skew window, as §4 asks: a message
   // stamped at the far edge of the window must still be caught on the way back.
   const guardOptions = { windowMs: 2 * limits.skewMs, perKeyMax: limits.replayIdsPerPrincipalMax, totalMax: limits.replayIdsTotalMax }
-  const aedes = new Aedes({ connectTimeout: 10_000, heartbeatInterval: 60_000 })
+  const aedes = new Aedes({
+    connectTimeout: 10_000,
+    heartbeatInterval: 60_000,
+    ...(options.persistence ? { persistence: options.persistence } : {}),
+    ...(options.mq ? { mq: options.mq } : {}),
+  })
   await aedes.listen()
 
   const publish = (topic: string, payload: Buffer): Promise<void> => new Promise((resolve, reject) => {
@@ -86,8 +122,11 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
   const ctx: BrokerContext = {
     config,
     log,
-    directory: new PrincipalDirectory(options.lookupPrincipal),
+    // In cluster mode a revocation announced while this process was cut off from Redis is
+    // missed (pub/sub is at-most-once): cached principals are read again after 5 s.
+    directory: new PrincipalDirectory(options.lookupPrincipal, 100_000, config.cluster ? 5_000 : Infinity),
     connectNonces: new ReplayGuard(guardOptions),
+    fleetNonces: options.fleet?.connectNonces,
     clients: new WeakMap(),
     dropped: new WeakSet(),
     rejections,
@@ -97,6 +136,7 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
       hubId: options.hubId,
       limits,
       replay: new ReplayGuard(guardOptions),
+      fleetIds: options.fleet?.envelopeIds,
       publish,
       rejections,
       metrics,
@@ -120,6 +160,7 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
       state.sentClientId = packet.clientId
       state.cleanSession = packet.clean !== false
     }
+    holdDeliveriesUntilConnack(client)
     done(null, true)
   }
   aedes.authenticate = createAuthenticate(ctx)

@@ -5,11 +5,12 @@
  */
 import {
   parsePayload, checkEnvelope, validateBody, encodeBridgeRecord, encodeAck, messageTypeName, bridgeTopic, downTopic,
-  REJECT_CODES, type ParsedItem, type RejectReason, type ReplayGuard, type Signer, type Envelope,
+  REJECT_CODES, toHex, type ParsedItem, type RejectReason, type ReplayGuard, type Signer, type Envelope,
 } from '../src/protocol/index.js'
 import type { ProtocolLimits } from '../src/config.js'
 import { verifyEd25519, type KnownPrincipal } from '../src/auth/principal-keys.js'
 import type { Logger } from 'pino'
+import type { FleetIds } from '../src/cluster/fleet-ids.js'
 import type { InOrder } from './in-order.js'
 import type { RejectionLog } from './rejections.js'
 import type { BrokerMetrics } from './metrics.js'
@@ -52,6 +53,11 @@ export interface UpPipelineOptions {
   hubId: string
   limits: ProtocolLimits
   replay: ReplayGuard
+  /**
+   * Cluster mode: the fleet's record of ids seen (src/cluster/fleet.ts), asked once per
+   * payload after the local guard, so that an id replayed to another process is refused too.
+   */
+  fleetIds?: FleetIds
   /** Publishes at QoS 1, not retained; resolves once the broker has taken it. */
   publish: (topic: string, payload: Buffer) => Promise<void>
   rejections: RejectionLog
@@ -110,31 +116,57 @@ export class UpPipeline {
   /** Replay and body checks, bridging and Acks: in arrival order, one payload at a time. */
   async #commit (principal: KnownPrincipal, checked: Checked[], receivedAt: number): Promise<number> {
     const { replay, metrics } = this.#o
+    const reasons = checked.map(({ item, reason }) => {
+      const envelope = item.envelope
+      if (reason || !envelope) return reason ?? 'decode'
+      // The guard takes the id's bytes as they are: the same id as their hex, and cheaper.
+      if (replay.has(principal.id, envelope.id)) return 'replay'
+      if (!validateBody(envelope.type, envelope.body, 'up')) return 'body'
+      // In cluster mode the id is remembered once the fleet has said it is new (below), so
+      // that an id the fleet could not judge is not spent.
+      if (!this.#o.fleetIds) replay.add(principal.id, envelope.id, receivedAt)
+      return null
+    })
+    if (this.#o.fleetIds) {
+      await this.#checkFleet(principal, checked, reasons)
+      reasons.forEach((reason, i) => { if (reason === null) replay.add(principal.id, checked[i].item.envelope!.id, receivedAt) })
+    }
     const pending: Promise<void>[] = []
     let rejected = 0
-    for (const { item, reason: earlier } of checked) {
+    checked.forEach(({ item }, i) => {
+      const why = reasons[i]
       const envelope = item.envelope
-      let reason = earlier
-      if (!reason && envelope) {
-        // The guard takes the id's bytes as they are: the same id as their hex, and cheaper.
-        if (replay.has(principal.id, envelope.id)) reason = 'replay'
-        else if (!validateBody(envelope.type, envelope.body, 'up')) reason = 'body'
-        else replay.add(principal.id, envelope.id, receivedAt)
-      }
-      if (reason || !envelope) {
-        const why = reason ?? 'decode'
+      if (why !== null || !envelope) {
         rejected += 1
-        this.#o.rejections.record(why, principal.id)
+        if (why === undefined) return // the fleet could not be asked: no verdict, no Ack
+        this.#o.rejections.record(why ?? 'decode', principal.id)
         // ackRe is there whenever the sender asked for an Ack and its id could be read.
-        if (item.ackRe) pending.push(this.#sendAck(principal, item.ackRe, { code: REJECT_CODES[why], reason: why }))
-        continue
+        if (item.ackRe) pending.push(this.#sendAck(principal, item.ackRe, { code: REJECT_CODES[why ?? 'decode'], reason: why ?? 'decode' }))
+        return
       }
       metrics.accepted.inc({ type: messageTypeName(envelope.type) ?? String(envelope.type) })
       pending.push(this.#accept({ principal, envelope, raw: item.raw, signed: item.signed, receivedAt }, item.bodyBytes))
-    }
+    })
     await Promise.all(pending)
     metrics.pipelineSeconds.observe((Date.now() - receivedAt) / 1000)
     return rejected
+  }
+
+  /**
+   * Cluster mode: asks the fleet about the ids the local guard let through, marking repeats
+   * `replay`. When Redis cannot answer, those items get no verdict (undefined): neither
+   * bridged nor answered, so the sender's QoS 1 retry or Ack timeout sends them again.
+   */
+  async #checkFleet (principal: KnownPrincipal, checked: Checked[], reasons: Array<RejectReason | null | undefined>): Promise<void> {
+    const open = reasons.flatMap((reason, i) => reason === null ? [i] : [])
+    if (open.length === 0) return
+    try {
+      const fresh = await this.#o.fleetIds!.firstSeen(open.map(i => [principal.id, toHex(checked[i].item.envelope!.id)] as const))
+      open.forEach((i, n) => { if (!fresh[n]) reasons[i] = 'replay' })
+    } catch (err) {
+      this.#o.log.error({ err, principalId: principal.id }, 'the fleet\'s replay record could not be reached; messages left unanswered')
+      for (const i of open) reasons[i] = undefined
+    }
   }
 
   /**

@@ -23,6 +23,10 @@ Commands:
              --tls-cert F --tls-key F --tls-port P   MQTT over TLS
              --allow-anonymous   development mode: admit clients without credentials
              --log-level L       fatal|error|warn|info|debug|trace|silent
+             --cluster URL       serve one fleet with other hub processes through this Redis
+                                 (redis://host:port); they share --data-dir (docs/operations.md)
+             --broker-persistence durable|memory
+                                 MQTT sessions and queues in SQLite (default) or in memory
   keygen     Make an ed25519 key pair and write it to a file
              --out FILE          where to write it (default ./device-key.json, mode 0600)
   enroll     Enrol a principal with a running hub
@@ -65,6 +69,8 @@ async function start (args: string[]): Promise<number> {
       'tls-port': { type: 'string' },
       'allow-anonymous': { type: 'boolean' },
       'log-level': { type: 'string' },
+      cluster: { type: 'string' },
+      'broker-persistence': { type: 'string' },
     },
     strict: true,
   })
@@ -78,6 +84,8 @@ async function start (args: string[]): Promise<number> {
     allowAnonymous: values['allow-anonymous'] ?? fromFile.allowAnonymous,
     logLevel: (values['log-level'] as HubConfigInput['logLevel']) ?? fromFile.logLevel,
     adminToken: process.env.MN_ADMIN_TOKEN ?? fromFile.adminToken,
+    cluster: values.cluster ? { ...fromFile.cluster, redisUrl: values.cluster } : fromFile.cluster,
+    brokerPersistence: (values['broker-persistence'] as HubConfigInput['brokerPersistence']) ?? fromFile.brokerPersistence,
   }
   if (values['tls-cert'] || values['tls-key']) {
     input.tls = { certFile: values['tls-cert'] ?? '', keyFile: values['tls-key'] ?? '', port: toPort(values['tls-port']) ?? 8883 }

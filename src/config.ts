@@ -72,6 +72,13 @@ export interface TlsConfig {
   port: number
 }
 
+export interface ClusterConfig {
+  /** The Redis every process of the fleet shares: `redis://[user:password@]host:port[/db]` or `rediss://`. */
+  redisUrl: string
+  /** Prefix of every key and channel the hub uses in Redis, so that several fleets can share one server. */
+  keyPrefix: string
+}
+
 export interface HubConfig {
   /** Interface the listeners bind to. */
   host: string
@@ -91,6 +98,14 @@ export interface HubConfig {
   adminToken: string | null
   /** Sign Acks with the hub node's key (COSE_Sign1). */
   signAcks: boolean
+  /**
+   * Where a single hub keeps the broker's sessions, subscriptions, retained messages and
+   * QoS 1/2 queues: `durable` in SQLite under dataDir (survives a crash), `memory` (lost on
+   * exit; for benchmarks and throwaway hubs). Ignored in cluster mode, which keeps them in Redis.
+   */
+  brokerPersistence: 'durable' | 'memory'
+  /** Several hub processes serving one fleet through one Redis (docs/operations.md); null: one process. */
+  cluster: ClusterConfig | null
   protocol: ProtocolLimits
   clients: ClientLimits
   /** Device state documents (docs/protocol.md §14). */
@@ -115,6 +130,8 @@ export const DEFAULT_CONFIG: HubConfig = Object.freeze({
   allowAnonymous: false,
   adminToken: null,
   signAcks: false,
+  brokerPersistence: 'durable',
+  cluster: null,
   protocol: Object.freeze({
     skewMs: 120_000,
     payloadBytesMax: 64 * 1024,
@@ -148,7 +165,8 @@ export const DEFAULT_CONFIG: HubConfig = Object.freeze({
   rejectionLogIntervalMs: 10_000,
 }) as HubConfig
 
-export type HubConfigInput = Partial<Omit<HubConfig, 'protocol' | 'clients' | 'state' | 'http' | 'zk' | 'tls'>> & {
+export type HubConfigInput = Partial<Omit<HubConfig, 'protocol' | 'clients' | 'state' | 'http' | 'zk' | 'tls' | 'cluster'>> & {
+  cluster?: (Partial<ClusterConfig> & { redisUrl: string }) | null
   http?: Partial<HttpGuards>
   zk?: Partial<ZkSettings>
   protocol?: Partial<ProtocolLimits>
@@ -168,7 +186,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 /** Merges input over the defaults, validates every field and returns a frozen config. */
 export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> {
-  const known = new Set([...Object.keys(DEFAULT_CONFIG), 'protocol', 'clients', 'state', 'http', 'zk', 'tls'])
+  const known = new Set([...Object.keys(DEFAULT_CONFIG), 'protocol', 'clients', 'state', 'http', 'zk', 'tls', 'cluster'])
   for (const key of Object.keys(input)) {
     if (!known.has(key)) throw new ConfigError(`unknown config key "${key}"`)
   }
@@ -181,6 +199,7 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
     http: { ...DEFAULT_CONFIG.http, ...stripUndefined(input.http ?? {}) },
     zk: { ...DEFAULT_CONFIG.zk, ...stripUndefined(input.zk ?? {}) },
     tls: input.tls ?? null,
+    cluster: input.cluster ? { keyPrefix: 'mn:', ...stripUndefined(input.cluster), redisUrl: input.cluster.redisUrl } : null,
   }
   requireString('host', config.host)
   requirePort('mqttPort', config.mqttPort)
@@ -198,6 +217,18 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
   }
   if (config.clients.packetBytesMax <= config.protocol.payloadBytesMax) {
     throw new ConfigError('clients.packetBytesMax must be larger than protocol.payloadBytesMax, so that an oversize payload is refused as too_large rather than by disconnecting')
+  }
+  if (config.brokerPersistence !== 'durable' && config.brokerPersistence !== 'memory') {
+    throw new ConfigError(`brokerPersistence must be "durable" or "memory", got ${String(config.brokerPersistence)}`)
+  }
+  if (config.cluster) {
+    requireKnownKeys('cluster', config.cluster, { redisUrl: 0, keyPrefix: 0 })
+    if (typeof config.cluster.redisUrl !== 'string' || !/^rediss?:\/\/[^\s]+$/.test(config.cluster.redisUrl)) {
+      throw new ConfigError('cluster.redisUrl must be a redis:// or rediss:// URL')
+    }
+    if (typeof config.cluster.keyPrefix !== 'string' || !/^[\w:.-]{1,32}$/.test(config.cluster.keyPrefix)) {
+      throw new ConfigError('cluster.keyPrefix must be 1 to 32 letters, digits, ":", ".", "_" or "-"')
+    }
   }
   if (config.tls) {
     requireString('tls.certFile', config.tls.certFile)

@@ -85,3 +85,11 @@ export class ForbiddenError extends MetanodeError {
     this.name = 'ForbiddenError'
   }
 }
+
+/** A part the request needs (the fleet's Redis, say) cannot be reached; the client may retry. */
+export class ServiceUnavailableError extends MetanodeError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('MN_ERR_UNAVAILABLE', message, 503, options)
+    this.name = 'ServiceUnavailableError'
+  }
+}

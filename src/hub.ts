@@ -30,6 +30,8 @@ import { createClaimService } from './zklock/claims.js'
 import { zkMqttHandlers } from './zklock/mqtt.js'
 import { createProofChecker } from './zklock/proofs.js'
 import { createClaimBridge } from './zklock/claim-bridge.js'
+import { connectFleet, type FleetFacts } from './cluster/fleet.js'
+import { brokerBackends, type BrokerBackends } from './cluster/broker-backends.js'
 import { lazyVerifier, type LazyVerifier } from './zklock/lazy-verifier.js'
 import { circuitArtifact } from './zklock/artifacts.js'
 
@@ -72,6 +74,8 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
   let state: StateService | null = null
   let policies: PolicyStore | null = null
   let zkVerifier: LazyVerifier | null = null
+  let fleet: FleetFacts | null = null
+  let backends: BrokerBackends | null = null
   let app: FastifyInstance | null = null
   const servers: TcpServer[] = []
   const closeAll = async (): Promise<void> => {
@@ -81,9 +85,11 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       // Before the broker: the deltas it is still sending need a live broker to finish.
       ['state', state ? () => state!.close() : null],
       ['broker', broker ? () => broker!.close() : null],
+      ['broker persistence', backends ? () => backends!.close() : null],
       ['policies', policies ? () => policies!.close() : null],
       ['zk verifier', zkVerifier ? () => zkVerifier!.close() : null],
       ['listeners', () => Promise.all(serversClosed)],
+      ['cluster', fleet ? () => fleet!.close() : null],
       ['store', store ? () => store!.close() : null],
     ]
     for (const [part, close] of steps) {
@@ -132,6 +138,11 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
     })
     const stateMqtt = createStateMqtt({ state: stateService, log: log.child({ component: 'state' }) })
 
+    if (config.cluster) fleet = await connectFleet(config.cluster, log.child({ component: 'cluster' }))
+    backends = await brokerBackends(config, fleet, log.child({ component: 'broker-persistence' }))
+    // Ids are remembered fleet-wide for twice the skew window, as the local guards do (§4).
+    const idsTtlMs = 2 * config.protocol.skewMs
+
     const registry = new Registry()
     collectDefaultMetrics({ register: registry, prefix: 'metanode_' })
     const mqttBroker = broker = await createBroker({
@@ -143,7 +154,13 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       signAck: config.signAcks ? nodeKey.sign : undefined,
       handlers: new Map<number, MessageHandler | FeatureHandler>([...stateMqtt.handlers, ...zkMqttHandlers(claims, proofs), [MessageType.SecurityAlert, securityAlertHandler(audit)]]),
       onPrincipalReady: stateMqtt.onPrincipalReady,
+      persistence: backends.persistence,
+      mq: backends.mq,
+      fleet: fleet ? { connectNonces: fleet.ids('connect', idsTtlMs), envelopeIds: fleet.ids('up', idsTtlMs) } : undefined,
     })
+    // A revocation on any process closes the session wherever it lives.
+    fleet?.onRevocation(id => mqttBroker.revoke(id))
+    const fleetFacts = fleet
     mqttBroker.aedes.on('subscribe', (subscriptions, client) => stateMqtt.onSubscribed(client.id, subscriptions))
 
     let ready = false
@@ -152,7 +169,12 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       adminToken,
       log,
       isReady: () => ready,
-      onRevoke: id => mqttBroker.revoke(id),
+      onRevoke: async id => {
+        mqttBroker.revoke(id)
+        await fleetFacts?.announceRevocation(id)
+      },
+      fleetNonces: fleetFacts?.ids('http', idsTtlMs),
+      rateLimitRedis: fleetFacts && config.cluster ? { client: await fleetFacts.connection(), keyPrefix: config.cluster.keyPrefix } : undefined,
       principalKeys: mqttBroker.directory,
       ...config.http,
       policies,

@@ -48,28 +48,37 @@ export function verifyEd25519 (key: KeyObject, message: Uint8Array, signature: U
 
 /**
  * A bounded cache in front of the principal store. Entries go when a principal is
- * revoked (forget) and, past `maxEntries`, in insertion order.
+ * revoked (forget) and, past `maxEntries`, in insertion order. With `revalidateMs` (cluster
+ * mode, where another process may revoke without this one hearing of it) an entry older
+ * than that is read again before use.
  */
 export class PrincipalDirectory {
   readonly #lookup: (id: string) => PrincipalRecord | undefined
-  readonly #cache = new Map<string, KnownPrincipal>()
+  readonly #cache = new Map<string, KnownPrincipal & { cachedMs: number }>()
   readonly #maxEntries: number
+  readonly #revalidateMs: number
 
-  constructor (lookup: (id: string) => PrincipalRecord | undefined, maxEntries = 100_000) {
+  constructor (lookup: (id: string) => PrincipalRecord | undefined, maxEntries = 100_000, revalidateMs = Infinity) {
     this.#lookup = lookup
     this.#maxEntries = maxEntries
+    this.#revalidateMs = revalidateMs
   }
 
   get (id: string): KnownPrincipal | undefined {
     const cached = this.#cache.get(id)
-    if (cached) return cached
+    if (cached && (this.#revalidateMs === Infinity || Date.now() - cached.cachedMs < this.#revalidateMs)) return cached
     const record = this.#lookup(id)
     if (!record) return undefined
-    const known: KnownPrincipal = {
+    if (cached && cached.revoked === (record.revoked !== null)) {
+      cached.cachedMs = Date.now()
+      return cached
+    }
+    const known: KnownPrincipal & { cachedMs: number } = {
       id: record.id,
       role: record.role,
       revoked: record.revoked !== null,
       key: ed25519PublicKeyObject(Buffer.from(record.publicKey, 'hex')),
+      cachedMs: Date.now(),
     }
     if (this.#cache.size >= this.#maxEntries) {
       this.#cache.delete(this.#cache.keys().next().value as string)

@@ -9,6 +9,7 @@ import cors from '@fastify/cors'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import type { Redis } from 'ioredis'
 
 export interface GuardOptions {
   /** Requests per minute per principal, and per address for anonymous callers; the admin is not limited. */
@@ -17,6 +18,11 @@ export interface GuardOptions {
   enrollPerMinute: number
   /** Origins allowed to call the API from a browser; none by default. */
   corsOrigins: string[]
+  /**
+   * Cluster mode: the fleet's Redis, where every rate limit (this global one and the routes'
+   * own) is counted, so that a client spreading its requests over processes gets no more.
+   */
+  rateLimitRedis?: { client: Redis, keyPrefix: string }
 }
 
 export const GUARD_DEFAULTS: Readonly<GuardOptions> = Object.freeze({
@@ -36,8 +42,9 @@ export function registerGuards (app: FastifyInstance, options: Partial<GuardOpti
     global: true,
     max: settings.rateLimitPerMinute,
     timeWindow: 60_000,
-    // Bounded in-memory store: the least recently seen keys go first.
+    // Bounded in-memory store (the least recently seen keys go first), or the fleet's Redis.
     cache: 10_000,
+    ...(settings.rateLimitRedis ? { redis: settings.rateLimitRedis.client, nameSpace: `${settings.rateLimitRedis.keyPrefix}rate-limit:` } : {}),
     keyGenerator: rateLimitKey,
     allowList: request => request.identity?.kind === 'admin',
   })

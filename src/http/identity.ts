@@ -14,7 +14,8 @@ import {
   parseHttpAuthorization, parseContentDigest, httpSigningInput, EMPTY_BODY_DIGEST, toHex, equalBytes, type ReplayGuard,
 } from '../protocol/index.js'
 import { verifyEd25519, type PrincipalDirectory } from '../auth/principal-keys.js'
-import { BadRequestError, ForbiddenError, UnauthorizedError } from '../errors.js'
+import { BadRequestError, ForbiddenError, ServiceUnavailableError, UnauthorizedError } from '../errors.js'
+import type { FleetIds } from '../cluster/fleet-ids.js'
 import type { Identity } from '../cage/identity.js'
 import { tokenMatcher } from './admin-token.js'
 
@@ -23,6 +24,8 @@ export interface IdentityOptions {
   principals: PrincipalDirectory
   /** Nonces of signed requests, remembered for twice the skew window. */
   nonces: ReplayGuard
+  /** Cluster mode: the fleet's record of request nonces, so that a request replayed to another process is refused too. */
+  fleetNonces?: FleetIds
   skewMs: number
 }
 
@@ -96,6 +99,12 @@ async function verifySignedRequest (request: FastifyRequest, options: IdentityOp
   const nonce = toHex(auth.nonce)
   if (options.nonces.has(principal.id, nonce)) throw unauthorized(reply, 'replayed request: this nonce was used before')
   if (principal.revoked) throw new ForbiddenError('this principal is revoked')
+  if (options.fleetNonces) {
+    const fresh = await options.fleetNonces.firstSeen([[principal.id, nonce]]).catch((err: unknown) => {
+      throw new ServiceUnavailableError('the fleet\'s nonce record cannot be reached; retry later', { cause: err })
+    })
+    if (!fresh[0]) throw unauthorized(reply, 'replayed request: this nonce was used before')
+  }
   options.nonces.add(principal.id, nonce, nowMs)
   declaredDigest.set(request, digest)
   return { kind: 'principal', id: principal.id, role: principal.role }

@@ -23,6 +23,7 @@ import { claimRoutes } from '../zklock/claim-routes.js'
 import type { ClaimService } from '../zklock/claims.js'
 import { PrincipalDirectory } from '../auth/principal-keys.js'
 import { ReplayGuard } from '../protocol/index.js'
+import type { FleetIds } from '../cluster/fleet-ids.js'
 import { DEFAULT_CONFIG } from '../config.js'
 
 /** Largest request body, in bytes. Enrolment bodies are about 150 bytes. */
@@ -45,6 +46,8 @@ export interface HttpServerOptions extends Partial<GuardOptions> {
   principalKeys?: PrincipalDirectory
   /** Nonces of principal-signed requests; one is made when absent. */
   requestNonces?: ReplayGuard
+  /** Cluster mode: the fleet's record of request nonces. */
+  fleetNonces?: FleetIds
   /** Allowed clock skew of principal-signed requests, in ms. */
   skewMs?: number
   /** In-process bridge subscription behind GET /v1/stream (absent: no stream route). */
@@ -114,6 +117,7 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
       perKeyMax: DEFAULT_CONFIG.protocol.replayIdsPerPrincipalMax,
       totalMax: DEFAULT_CONFIG.protocol.replayIdsTotalMax,
     }),
+    fleetNonces: options.fleetNonces,
     skewMs,
   })
   registerGuards(app as unknown as FastifyInstance, options)

@@ -155,9 +155,18 @@ export class TreeStore {
     return { index: next.index, commitment: text, deviceId, root: next.root.toString(), leafCount: next.state.size, added: nowMs }
   }
 
-  get leafCount (): number { return this.#tree.size }
+  /**
+   * The tree as committed, also by other processes sharing the database file (cluster
+   * mode): one indexed read, and a reload only when another process appended.
+   */
+  #current (): IncrementalMerkleTree {
+    if (this.#count.get()!.n !== this.#tree.size) this.#tree = this.#load()
+    return this.#tree
+  }
 
-  currentRoot (): string { return this.#tree.root.toString() }
+  get leafCount (): number { return this.#current().size }
+
+  currentRoot (): string { return this.#current().root.toString() }
 
   /** True for the current root and the last `rootHistory` roots before it. */
   isKnownRoot (root: string | bigint): boolean {
@@ -167,15 +176,17 @@ export class TreeStore {
     } catch {
       return false
     }
-    if (text === this.currentRoot()) return true
+    const tree = this.#current()
+    if (text === tree.root.toString()) return true
     const row = this.#rootCount.get(text)
-    return row !== undefined && row.leaf_count < this.#tree.size && row.leaf_count >= this.#tree.size - this.rootHistory
+    return row !== undefined && row.leaf_count < tree.size && row.leaf_count >= tree.size - this.rootHistory
   }
 
   /** The accepted roots, newest first: the current one, then up to `rootHistory` before it. */
   recentRoots (): RootRecord[] {
-    return this.#recent.all(Math.max(0, this.#tree.size - this.rootHistory))
-      .filter(r => r.leaf_count <= this.#tree.size)
+    const size = this.#current().size
+    return this.#recent.all(Math.max(0, size - this.rootHistory))
+      .filter(r => r.leaf_count <= size)
       .map(r => ({ root: r.root, leafCount: r.leaf_count, created: r.created_ms }))
   }
 

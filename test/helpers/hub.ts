@@ -59,7 +59,7 @@ export function makeKeyPair (role: TestPrincipal['role'] = 'device'): TestPrinci
   }
 }
 
-export async function enrollPrincipal (hub: Hub, role: TestPrincipal['role'] = 'device'): Promise<TestPrincipal> {
+export async function enrollPrincipal (hub: Pick<Hub, 'httpPort' | 'adminToken'>, role: TestPrincipal['role'] = 'device'): Promise<TestPrincipal> {
   const principal = makeKeyPair(role)
   const res = await fetch(`http://127.0.0.1:${hub.httpPort}/v1/devices`, {
     method: 'POST',
@@ -70,7 +70,7 @@ export async function enrollPrincipal (hub: Hub, role: TestPrincipal['role'] = '
   return principal
 }
 
-export function mqttUrl (hub: Hub): string {
+export function mqttUrl (hub: Pick<Hub, 'mqttPort'>): string {
   return `mqtt://127.0.0.1:${hub.mqttPort}`
 }
 

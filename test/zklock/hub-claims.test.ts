@@ -56,12 +56,12 @@ test('a device claims anonymously once per epoch; the hub records it and credits
   assert.equal(record.src, hub.nodeId)
   const body = record.body as Record<string, unknown>
   assert.deepEqual([body.nullifier, body.recipient, body.amount, body.epoch, body.root], [nullifier, recipient, 5, epoch, leaves.root])
-  assert.ok(await snarkjs.groth16.verify(verificationKey(), body.publicSignals as string[], body.proof as object))
+  assert.ok(await snarkjs.groth16.verify(verificationKey(), body.publicSignals as string[], body.proof as snarkjs.Groth16Proof))
   assert.equal(Buffer.from(service.records.messages[0].payload).includes(device.id), false)
 })
 
-function verificationKey (): object {
-  return JSON.parse(readFileSync(circuitArtifact('verification_key.json'), 'utf8')) as object
+function verificationKey (): snarkjs.VerificationKey {
+  return JSON.parse(readFileSync(circuitArtifact('verification_key.json'), 'utf8')) as snarkjs.VerificationKey
 }
 
 test('a TokenClaim over MQTT is answered in its Ack; a second one is refused with double_claim (107); the claim is bridged without the device', async t => {

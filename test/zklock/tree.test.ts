@@ -219,7 +219,7 @@ test('routes: a device adds its own, the admin any; roots and leaves are public'
   void c
 })
 
-test('insertion rate (a few hundred appends at depth 20; see bench/zk-tree.ts for 100k leaves)', async t => {
+test('insertion rate (a few hundred appends at depth 20; npm run bench:zk measures it at 100k leaves)', async t => {
   const { store, tree } = await open(t)
   const n = 100
   const ids: string[] = []

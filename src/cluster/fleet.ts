@@ -1,0 +1,105 @@
+/**
+ * The small facts that must hold at once on every process of a fleet (design.md, "the way
+ * past it"), kept in the fleet's Redis:
+ *
+ * - ids seen: CONNECT nonces, envelope ids and signed-request nonces. `firstSeen` is one
+ *   `SET key 1 PX ttl NX` per id, pipelined, so that of two processes seeing the same id
+ *   exactly one gets "first" (Redis runs commands one at a time);
+ * - revocations: a revoked principal's id is published on a channel every process listens
+ *   to, and each closes the session if it holds it and forgets the cached key.
+ *
+ * Each process keeps its local guards too: they answer a replay on the same process
+ * without a round trip, and Redis settles the rest.
+ */
+import { once } from 'node:events'
+import { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import type { ClusterConfig } from '../config.js'
+import type { FleetIds } from './fleet-ids.js'
+
+export interface FleetFacts {
+  /** The record of one kind of id (`connect`, `up`, `http`), each remembered for ttlMs. */
+  ids (scope: string, ttlMs: number): FleetIds
+  /** Tells every process (this one included) that a principal was revoked. */
+  announceRevocation (id: string): Promise<void>
+  /** Called on every process for each announced revocation. */
+  onRevocation (listener: (id: string) => void): void
+  /**
+   * A fresh ioredis connection, once it is ready, for a component that needs its own
+   * (Aedes's emitter and persistence); closed with this. Ready first, because a connection
+   * that enters subscriber mode before ioredis's ready check fails that check.
+   */
+  connection (): Promise<Redis>
+  close (): Promise<void>
+}
+
+const PRINCIPAL_ID = /^[0-9a-f]{32}$/
+
+/** The URL without its password, for logs. */
+export function redactRedisUrl (url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return 'redis://(unparsable url)'
+  }
+}
+
+export async function connectFleet (config: ClusterConfig, log: Logger): Promise<FleetFacts> {
+  const connections: Redis[] = []
+  const open = (): Redis => {
+    // Commands wait in the client's queue while it reconnects, but not forever: a request
+    // fails after 3 retries instead of hanging, and the caller refuses what it was checking.
+    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3, enableAutoPipelining: true })
+    redis.on('error', err => log.warn({ err: err.message }, 'redis connection error'))
+    connections.push(redis)
+    return redis
+  }
+  const connection = async (): Promise<Redis> => {
+    const redis = open()
+    if (redis.status !== 'ready') await once(redis, 'ready')
+    return redis
+  }
+  const commands = await connection()
+  const subscriber = await connection()
+  const revokedChannel = `${config.keyPrefix}revoked`
+  const listeners: Array<(id: string) => void> = []
+  await subscriber.subscribe(revokedChannel)
+  subscriber.on('message', (channel: string, message: string) => {
+    if (channel !== revokedChannel || !PRINCIPAL_ID.test(message)) return
+    for (const listener of listeners) listener(message)
+  })
+  log.info({ redis: redactRedisUrl(config.redisUrl), keyPrefix: config.keyPrefix }, 'cluster mode: sharing the fleet through redis')
+
+  let closed: Promise<void> | null = null
+  return {
+    ids (scope, ttlMs) {
+      const prefix = `${config.keyPrefix}seen:${scope}:`
+      return {
+        async firstSeen (entries) {
+          if (entries.length === 0) return []
+          const pipeline = commands.pipeline()
+          for (const [key, id] of entries) pipeline.set(`${prefix}${key}:${id}`, '1', 'PX', ttlMs, 'NX')
+          const results = await pipeline.exec()
+          if (results === null) throw new Error('redis refused the pipeline')
+          return results.map(([err, reply]) => {
+            if (err) throw err
+            return reply === 'OK'
+          })
+        },
+      }
+    },
+    async announceRevocation (id) {
+      await commands.publish(revokedChannel, id)
+    },
+    onRevocation (listener) {
+      listeners.push(listener)
+    },
+    connection,
+    close () {
+      closed ??= Promise.all(connections.map(c => c.quit().catch(() => c.disconnect()))).then(() => undefined)
+      return closed
+    },
+  }
+}
