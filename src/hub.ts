@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, createWebSocketStream } from 'ws'
-import { Registry, collectDefaultMetrics } from 'prom-client'
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { FastifyInstance } from 'fastify'
 import { resolveConfig, type HubConfig, type HubConfigInput } from './config.js'
 import { createLogger, type Logger } from './log.js'
@@ -145,6 +145,12 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
 
     const registry = new Registry()
     collectDefaultMetrics({ register: registry, prefix: 'metanode_' })
+    new Gauge({
+      name: 'metanode_zk_verify_pending',
+      help: 'ZK proofs queued for or being verified by the worker pool (bounded by zk.verifyQueueMax plus the workers)',
+      registers: [registry],
+      collect () { this.set(verifier.pending) },
+    })
     const mqttBroker = broker = await createBroker({
       config,
       hubId: nodeKey.id,

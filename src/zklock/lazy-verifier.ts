@@ -7,6 +7,8 @@ import { createVerifierPool, type VerifierPool } from './verifier-pool.js'
 
 export interface LazyVerifier {
   verify (proof: unknown, publicSignals: string[]): Promise<boolean>
+  /** Proofs queued or being verified (0 before the pool starts). */
+  readonly pending: number
   close (): Promise<void>
 }
 
@@ -18,6 +20,9 @@ export function lazyVerifier (verificationKeyFile: URL | string, options: { size
       if (closed) return Promise.reject(new Error('the verifier is closed'))
       pool ??= createVerifierPool({ verificationKey: JSON.parse(readFileSync(verificationKeyFile, 'utf8')), ...options })
       return pool.verify(proof, publicSignals)
+    },
+    get pending () {
+      return pool?.pending ?? 0
     },
     async close () {
       closed = true

@@ -4,6 +4,7 @@
  * bridge records deduplicated by the body's sequence number, the check of retained
  * messages, and SQLite's integrity check on what a killed process left on disk.
  */
+import assert from 'node:assert/strict'
 import type { TestContext } from 'node:test'
 import { copyFileSync, existsSync, mkdtempSync } from 'node:fs'
 import { basename, join } from 'node:path'
@@ -158,6 +159,18 @@ export class RecordLog {
 
   get duplicates (): number {
     return this.total - this.counts.size
+  }
+
+  /**
+   * The final account of a crash run: every record decodes, none was never sent, and none
+   * the broker acknowledged is missing; the totals go to the test's output.
+   */
+  assertNothingLost (t: { diagnostic (message: string): void }, seeds: number, sent: number, acked: ReadonlySet<number>): void {
+    assert.deepEqual(this.errors, [], 'every record the service got decodes')
+    assert.deepEqual([...this.counts.keys()].filter(n => n >= sent), [], 'no record the device never sent')
+    const lost = this.missing(acked).length
+    t.diagnostic(`totals: ${seeds} seeds, ${sent} sent, ${acked.size} acknowledged, ${this.counts.size} distinct received, ${this.duplicates} duplicates, ${lost} lost`)
+    assert.equal(lost, 0)
   }
 
   missing (expected: Iterable<number>): number[] {

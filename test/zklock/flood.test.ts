@@ -92,8 +92,8 @@ function heapAfterGc (): number {
 
 /**
  * The value of the variable `name` in one of `fn`'s closure scopes, read through the
- * inspector. The hub does not expose its verifier pool (nor a metric of its queue), so this
- * reaches it from hub.close (whose scope holds startHub's `zkVerifier`) and from the lazy
+ * inspector. The hub does not expose its verifier pool (the gauge metanode_zk_verify_pending
+ * is sampled when /metrics is read, so it would miss the maximum), so this reaches it from hub.close (whose scope holds startHub's `zkVerifier`) and from the lazy
  * verifier's verify (whose scope holds `pool`). If either is renamed this fails loudly:
  * the fix is a real hook (the pool's `pending` as a metric, say), not a silent skip.
  */
@@ -287,6 +287,7 @@ test('a proof flood: invalid proofs get 400 or 503, the queue bound holds, valid
   const balance = await (await fetch(`${base}/v1/zk/balances/${recipient}`)).json() as { balance: number }
   assert.equal(balance.balance, VALID)
   assert.equal(observed.pool.pending, 0)
+  assert.match(await (await fetch(`${base}/metrics`)).text(), /^metanode_zk_verify_pending 0$/m)
 })
 
 test('without the limit lifted, the per-address claim limit answers 429 before any verification', async t => {
