@@ -32,7 +32,12 @@ export const BROKER_DB_FILE = 'broker.db'
 export async function brokerBackends (config: Readonly<HubConfig>, fleet: FleetFacts | null, log: Logger): Promise<BrokerBackends> {
   if (fleet) {
     const persistence = tolerateClearedPackets(aedesPersistenceRedis({ conn: await fleet.connection() }) as AedesOptions['persistence'])
-    const mq = new MQEmitterRedis({ pubConn: await fleet.connection(), subConn: await fleet.connection() }) as unknown as AedesOptions['mq']
+    const emitter = new MQEmitterRedis({ pubConn: await fleet.connection(), subConn: await fleet.connection() })
+    // Its connection errors come out as 'error' on `state`, which kills the process when
+    // nobody listens; ioredis reconnects by itself, so they are logged (the fleet's own
+    // connections log them too).
+    emitter.state.on('error', (err: Error) => log.warn({ err: err.message }, 'redis error in the message router'))
+    const mq = emitter as unknown as AedesOptions['mq']
     return { persistence, mq, close: () => destroy(persistence) }
   }
   const persistence = tolerateClearedPackets(config.brokerPersistence === 'memory'

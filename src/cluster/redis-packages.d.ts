@@ -8,6 +8,8 @@ declare module 'mqemitter-redis' {
   import type { Redis } from 'ioredis'
   export default class MQEmitterRedis {
     constructor (options: { pubConn?: Redis, subConn?: Redis, connectionString?: string })
+    /** Where the emitter reports its connections' errors. */
+    readonly state: import('node:events').EventEmitter
     close (cb?: () => void): void
   }
 }

@@ -44,7 +44,9 @@ export function registerGuards (app: FastifyInstance, options: Partial<GuardOpti
     timeWindow: 60_000,
     // Bounded in-memory store (the least recently seen keys go first), or the fleet's Redis.
     cache: 10_000,
-    ...(settings.rateLimitRedis ? { redis: settings.rateLimitRedis.client, nameSpace: `${settings.rateLimitRedis.keyPrefix}rate-limit:` } : {}),
+    // While the fleet's Redis is out the limits fail open rather than failing every request
+    // (/healthz included); what needs Redis for safety (signed requests' nonces) still refuses.
+    ...(settings.rateLimitRedis ? { redis: settings.rateLimitRedis.client, nameSpace: `${settings.rateLimitRedis.keyPrefix}rate-limit:`, skipOnError: true } : {}),
     keyGenerator: rateLimitKey,
     allowList: request => request.identity?.kind === 'admin',
   })

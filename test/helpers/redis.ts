@@ -37,9 +37,10 @@ async function freePort (): Promise<number> {
   return port
 }
 
-export async function startRedis (t: Pick<TestContext, 'after'>): Promise<TestRedis> {
+/** A private redis-server; on `port` when given (to bring one back where it was), else a free one. */
+export async function startRedis (t: Pick<TestContext, 'after'>, port?: number): Promise<TestRedis> {
   const dir = tempDir(t, 'metanode-redis-')
-  const port = await freePort()
+  port ??= await freePort()
   const child = spawn('redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
     '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--daemonize', 'no',
