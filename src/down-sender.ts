@@ -17,6 +17,8 @@ export interface DownSenderOptions {
   broker: MetanodeBroker
   /** Sign every message, not only urgent ones (the hub's signAcks setting). */
   signAll: boolean
+  /** Whether the device is connected anywhere in the fleet (cluster mode); this process's broker when absent. */
+  isOnline?: (deviceId: string) => Promise<boolean>
 }
 
 export function createDownSender (options: DownSenderOptions): SendToDevice {
@@ -29,7 +31,7 @@ export function createDownSender (options: DownSenderOptions): SendToDevice {
     const envelope = encodeEnvelope({ type: message.type, src: nodeKey.id, dst: deviceId, id, body: message.body, prio: message.prio })
     const signed = options.signAll || message.prio <= 1
     const payload = Buffer.from(signed ? signEnvelope(envelope, idBytes(nodeKey.id), nodeKey.sign) : envelope)
-    const online = broker.isOnline(deviceId)
+    const online = options.isOnline ? await options.isOnline(deviceId) : broker.isOnline(deviceId)
     const topic = downTopic(deviceId)
     if (waitMs === undefined) {
       await broker.publish(topic, payload)

@@ -32,6 +32,7 @@ import { createProofChecker } from './zklock/proofs.js'
 import { createClaimBridge } from './zklock/claim-bridge.js'
 import { connectFleet, type FleetFacts } from './cluster/fleet.js'
 import { brokerBackends, type BrokerBackends } from './cluster/broker-backends.js'
+import { trackPresence, type FleetPresence } from './cluster/presence.js'
 import { lazyVerifier, type LazyVerifier } from './zklock/lazy-verifier.js'
 import { circuitArtifact } from './zklock/artifacts.js'
 
@@ -76,6 +77,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
   let zkVerifier: LazyVerifier | null = null
   let fleet: FleetFacts | null = null
   let backends: BrokerBackends | null = null
+  let presenceTracker: FleetPresence | null = null
   let app: FastifyInstance | null = null
   const servers: TcpServer[] = []
   const closeAll = async (): Promise<void> => {
@@ -84,6 +86,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       ['http', app ? () => app!.close() : null],
       // Before the broker: the deltas it is still sending need a live broker to finish.
       ['state', state ? () => state!.close() : null],
+      ['presence', presenceTracker ? async () => presenceTracker!.close() : null],
       ['broker', broker ? () => broker!.close() : null],
       ['broker persistence', backends ? () => backends!.close() : null],
       ['policies', policies ? () => policies!.close() : null],
@@ -166,6 +169,9 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
     })
     // A revocation on any process closes the session wherever it lives.
     fleet?.onRevocation(id => mqttBroker.revoke(id))
+    const presence = presenceTracker = fleet && config.cluster
+      ? trackPresence({ aedes: mqttBroker.aedes, redis: await fleet.connection(), keyPrefix: config.cluster.keyPrefix, log: log.child({ component: 'presence' }) })
+      : null
     const fleetFacts = fleet
     mqttBroker.aedes.on('subscribe', (subscriptions, client) => stateMqtt.onSubscribed(client.id, subscriptions))
 
@@ -190,7 +196,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       claimsPerMinute: config.zk.claimsPerMinute,
       skewMs: config.protocol.skewMs,
       listenBridge: (filter, handler) => mqttBroker.listen(filter, handler),
-      sendToDevice: createDownSender({ principals, nodeKey, broker: mqttBroker, signAll: config.signAcks }),
+      sendToDevice: createDownSender({ principals, nodeKey, broker: mqttBroker, signAll: config.signAcks, isOnline: presence ? id => presence.isOnline(id) : undefined }),
       state: stateService,
     })
     http.get('/metrics', async (_req, reply) => {

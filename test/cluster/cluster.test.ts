@@ -85,6 +85,25 @@ test('a device on one process reaches a service on another', { skip }, async t =
   assert.deepEqual(decodeBridgeRecord(record.payload).body, { temp: 20.5 })
 })
 
+test('a message sent through one process reaches the device on another, which the API reports online', { skip }, async t => {
+  const [a, , c] = fleet
+  const device = await enrollPrincipal(a)
+  const send = async () => {
+    const res = await fetch(`${http(a)}/v1/devices/${device.id}/messages`, { method: 'POST', headers: admin(a), body: JSON.stringify({ type: 'ConfigurationUpdate', body: { rate: 5 } }) })
+    assert.equal(res.status, 202)
+    return (await res.json() as { online: boolean }).online
+  }
+  assert.equal(await send(), false, 'not connected anywhere')
+  const { client, acks } = await connectDevice(t, c, device)
+  assert.equal(await send(), true, 'connected to another process')
+  const [down] = await ackBodies(await acks.waitFor(1))
+  assert.deepEqual(down, { rate: 5 })
+  await client.endAsync()
+  // The key goes once C has seen the disconnect.
+  for (let i = 0; i < 50 && await send(); i++) await new Promise(resolve => setTimeout(resolve, 100))
+  assert.equal(await send(), false, 'gone again')
+})
+
 test('a persistent service gets the QoS 1 messages queued while it was offline from another process', { skip }, async t => {
   const [a, b, c] = fleet
   const device = await enrollPrincipal(a)
