@@ -16,7 +16,7 @@ import type { FastifyInstance } from 'fastify'
 import { resolveConfig, type HubConfig, type HubConfigInput } from './config.js'
 import { createLogger, type Logger } from './log.js'
 import { openStore, type Store } from './store/index.js'
-import { createHttpServer } from './http/server.js'
+import { createHttpServer, type HttpServerOptions } from './http/server.js'
 import { loadOrCreateAdminToken } from './http/admin-token.js'
 import { loadOrCreateNodeKey } from './node-key.js'
 import { createBroker, type FeatureHandler, type MessageHandler, type MetanodeBroker } from '../broker/index.js'
@@ -33,6 +33,7 @@ import { createClaimBridge } from './zklock/claim-bridge.js'
 import { connectFleet, type FleetFacts } from './cluster/fleet.js'
 import { brokerBackends, type BrokerBackends } from './cluster/broker-backends.js'
 import { trackPresence, type FleetPresence } from './cluster/presence.js'
+import { fleetRateCounter } from './cluster/fleet-rate-counter.js'
 import { lazyVerifier, type LazyVerifier } from './zklock/lazy-verifier.js'
 import { circuitArtifact } from './zklock/artifacts.js'
 
@@ -59,6 +60,12 @@ export interface Hub {
   readonly policies: PolicyStore
   readonly registry: Registry
   close (): Promise<void>
+}
+
+/** Cluster mode: the gateway's and the policy engine's rate limits, counted in the fleet's Redis. */
+async function fleetLimits (fleet: FleetFacts, keyPrefix: string): Promise<Pick<HttpServerOptions, 'rateLimitRedis' | 'fleetRateCounter'>> {
+  const redis = await fleet.connection()
+  return { rateLimitRedis: { client: redis, keyPrefix }, fleetRateCounter: fleetRateCounter(redis, keyPrefix) }
 }
 
 export async function startHub (options: HubOptions = {}): Promise<Hub> {
@@ -128,7 +135,13 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
     })
     const proofs = createProofChecker({ tree: zkTree, verifier })
     const audit = new AuditLog(store.db)
-    policies = new PolicyStore(store.db, { audit })
+    policies = new PolicyStore(store.db, {
+      audit,
+      // In a cluster another process may change the rules in the shared database: each
+      // process looks for a change (PRAGMA data_version, one cheap read) every second.
+      refreshIntervalMs: config.cluster ? 1_000 : 0,
+      onRefreshError: err => log.error({ err }, 'the stored policy rules do not validate; the active set is kept'),
+    })
 
     // Deltas go out through the broker, which is made next with the state handlers.
     const stateService = state = createStateService({
@@ -186,7 +199,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
         await fleetFacts?.announceRevocation(id)
       },
       fleetNonces: fleetFacts?.ids('http', idsTtlMs),
-      rateLimitRedis: fleetFacts && config.cluster ? { client: await fleetFacts.connection(), keyPrefix: config.cluster.keyPrefix } : undefined,
+      ...(fleetFacts && config.cluster ? await fleetLimits(fleetFacts, config.cluster.keyPrefix) : {}),
       principalKeys: mqttBroker.directory,
       ...config.http,
       policies,

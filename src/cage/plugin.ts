@@ -26,6 +26,7 @@ import { BlockedRequestLog, type BlockedLogLimits } from './blocked-log.js'
 import { addressKey } from './cidr.js'
 import { PolicyBlockedError, RateLimitedError } from './errors.js'
 import type { PolicyStore } from './policy-store.js'
+import type { Decision, FleetRateCounter } from './policy.js'
 import {
   AUDIT_LIST_LIMIT_DEFAULT, auditPageSchema, auditQuerySchema, createBodySchema, patchBodySchema, replaceBodySchema,
   ruleIdParamsSchema, ruleListSchema, storedRuleSchema, verifyQuerySchema, verifyResultSchema,
@@ -53,6 +54,11 @@ export interface CageOptions {
   blockedRequests?: BlockedRequestLog
   /** Register the admin routes; true by default. */
   routes?: boolean
+  /**
+   * Cluster mode: `rate_limit` rules counted once for the whole fleet. If it cannot answer,
+   * the request is let through (limits fail open, as the gateway's own do) and logged.
+   */
+  fleetRateCounter?: FleetRateCounter
 }
 
 /** Longest request path kept in an audit entry, in characters. */
@@ -68,24 +74,31 @@ const cagePlugin: FastifyPluginCallback<CageOptions> = (app, options, done) => {
     // routes that change rules and read the audit log.
     if (request.identity?.kind === 'admin' && request.routeOptions.config.cageAdmin === true) return next()
     const nowMs = Date.now()
-    const decision = policies.evaluate(request, nowMs)
-    switch (decision.type) {
-      case 'allow':
-        return next()
-      case 'redirect':
-        // Replying from the hook ends the request here; `next` must not be called too.
-        reply.redirect(decision.location, 307)
-        return
-      case 'block':
-        recordRefusal(recorder, request, 'request.blocked', decision.ruleId, { reason: decision.reason, status: 403 }, nowMs)
-        return next(new PolicyBlockedError(decision.ruleId, decision.reason))
-      case 'rate_limited': {
-        const { ruleId, retryAfterS, max, windowMs } = decision
-        recordRefusal(recorder, request, 'request.rate_limited', ruleId, { max, windowMs, retryAfterS, status: 429 }, nowMs)
-        reply.header('retry-after', String(retryAfterS))
-        return next(new RateLimitedError(ruleId, retryAfterS, `rate limit exceeded: at most ${max} requests per ${windowMs} ms; retry after ${retryAfterS} s`))
+    const decide = (decision: Decision): void => {
+      switch (decision.type) {
+        case 'allow':
+          return next()
+        case 'redirect':
+          // Replying from the hook ends the request here; `next` must not be called too.
+          reply.redirect(decision.location, 307)
+          return
+        case 'block':
+          recordRefusal(recorder, request, 'request.blocked', decision.ruleId, { reason: decision.reason, status: 403 }, nowMs)
+          return next(new PolicyBlockedError(decision.ruleId, decision.reason))
+        case 'rate_limited': {
+          const { ruleId, retryAfterS, max, windowMs } = decision
+          recordRefusal(recorder, request, 'request.rate_limited', ruleId, { max, windowMs, retryAfterS, status: 429 }, nowMs)
+          reply.header('retry-after', String(retryAfterS))
+          return next(new RateLimitedError(ruleId, retryAfterS, `rate limit exceeded: at most ${max} requests per ${windowMs} ms; retry after ${retryAfterS} s`))
+        }
       }
     }
+    const fleet = options.fleetRateCounter
+    if (!fleet) return decide(policies.evaluate(request, nowMs))
+    policies.evaluateInFleet(request, nowMs, fleet).then(decide, err => {
+      request.log.warn({ err }, 'the fleet\'s rate-limit counters cannot be reached; request let through')
+      next()
+    })
   })
 
   if (options.routes ?? true) app.register(cageRoutes, { policies, audit })

@@ -13,7 +13,7 @@ import type { AuditLog } from './audit.js'
 import { PolicyValidationError } from './errors.js'
 import {
   CompiledPolicy, DEFAULT_RULES, RateLimitState, RULES_MAX, newRuleId, requireDistinctIds, validateRule, validateRuleId,
-  validateRuleSet, type Decision, type RequestFacts, type Rule, type RuleAction, type RuleMatch, type RuleSpec,
+  validateRuleSet, type Decision, type FleetRateCounter, type RequestFacts, type Rule, type RuleAction, type RuleMatch, type RuleSpec,
 } from './policy.js'
 
 /** Largest rule set, in bytes of the rules' stored JSON. */
@@ -134,6 +134,11 @@ export class PolicyStore {
   /** Evaluates a request against the set in force. */
   evaluate (facts: RequestFacts, nowMs: number): Decision {
     return this.#active.evaluate(facts, nowMs)
+  }
+
+  /** Evaluates a request against the set in force, its rate limits counted for the whole fleet. */
+  evaluateInFleet (facts: RequestFacts, nowMs: number, fleet: FleetRateCounter): Promise<Decision> {
+    return this.#active.evaluateInFleet(facts, nowMs, fleet)
   }
 
   /** The stored rules, in evaluation order. */

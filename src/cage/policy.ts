@@ -372,37 +372,93 @@ export class CompiledPolicy {
 
   /** The first terminal decision for a request, or a refusal by a rate limit; allow when no rule decides. */
   evaluate (facts: RequestFacts, nowMs: number): Decision {
-    const { method, identity } = facts
-    let path: string | undefined
-    let address: Address | null | undefined
-    let addressKeyText: string | undefined
-    const roleBit = identity == null ? ROLE_BITS.anonymous : identity.kind === 'principal' ? ROLE_BITS[identity.role] : ROLE_BITS[identity.kind]
+    const scan = new Scan(facts)
+    for (let step = this.#next(scan, 0); step !== null; step = this.#next(scan, step.index + 1)) {
+      if (step.decision !== null) return step.decision
+      const limiter = step.rule.limiter!
+      const retryAfterS = limiter.hit(step.key, nowMs)
+      if (retryAfterS !== 0) return rateLimited(step.rule, limiter, retryAfterS)
+    }
+    return NO_MATCH
+  }
+
+  /**
+   * As evaluate, with the rate limits counted by `fleet` (cluster mode: one count for every
+   * process of the fleet) instead of this process's counters.
+   */
+  async evaluateInFleet (facts: RequestFacts, nowMs: number, fleet: FleetRateCounter): Promise<Decision> {
+    const scan = new Scan(facts)
+    for (let step = this.#next(scan, 0); step !== null; step = this.#next(scan, step.index + 1)) {
+      if (step.decision !== null) return step.decision
+      const limiter = step.rule.limiter!
+      const retryAfterS = await fleet.hit(`${step.rule.id}:${limiter.max}:${limiter.windowMs}:${step.key}`, limiter.max, limiter.windowMs, nowMs)
+      if (retryAfterS !== 0) return rateLimited(step.rule, limiter, retryAfterS)
+    }
+    return NO_MATCH
+  }
+
+  /** The first rule from `from` on that matches: its decision, or the key to count it under (a rate limit). */
+  #next (scan: Scan, from: number): { index: number, rule: CompiledRule, decision: Decision | null, key: string } | null {
+    const { method, identity } = scan.facts
+    const roleBit = scan.roleBit
     const rules = this.#compiled
-    for (let i = 0; i < rules.length; i++) {
+    for (let i = from; i < rules.length; i++) {
       const rule = rules[i]
       if (rule.methods !== null && !rule.methods.has(method)) continue
       if (rule.roles !== 0 && (rule.roles & roleBit) === 0) continue
       if (rule.principals !== null && (identity?.kind !== 'principal' || !rule.principals.has(identity.id))) continue
-      if (rule.path !== null) {
-        if (path === undefined) path = requestPath(facts.url)
-        if (!rule.path.test(path)) continue
-      }
+      if (rule.path !== null && !rule.path.test(scan.path())) continue
       if (rule.cidrs !== null) {
-        if (address === undefined) address = facts.ip === undefined ? null : parseAddress(facts.ip)
+        const address = scan.address()
         if (address === null || !anyContains(rule.cidrs, address)) continue
       }
-      if (rule.headers !== null && !headersMatch(rule.headers, facts.headers)) continue
-      if (rule.decision !== null) return rule.decision
-      // A rate limit: count, and decide only when over the limit.
+      if (rule.headers !== null && !headersMatch(rule.headers, scan.facts.headers)) continue
+      if (rule.decision !== null) return { index: i, rule, decision: rule.decision, key: '' }
       let key: string
       if (rule.limitKey === 'principal' && identity?.kind === 'principal') key = identity.id
       else if (rule.limitKey === 'principal' && identity?.kind === 'admin') key = 'admin'
-      else key = addressKeyText ??= facts.ip === undefined ? 'unknown' : addressKey(facts.ip)
-      const limiter = rule.limiter!
-      const retryAfterS = limiter.hit(key, nowMs)
-      if (retryAfterS !== 0) return { type: 'rate_limited', ruleId: rule.id, retryAfterS, max: limiter.max, windowMs: limiter.windowMs }
+      else key = scan.addressKey()
+      return { index: i, rule, decision: null, key }
     }
-    return NO_MATCH
+    return null
+  }
+}
+
+/** Counts rate-limited requests for the whole fleet (src/cluster/fleet-rate-counter.ts). */
+export interface FleetRateCounter {
+  /** As RateCounters.hit, for the counter `key` of a limit of `max` per `windowMs`. */
+  hit (key: string, max: number, windowMs: number, nowMs: number): Promise<number>
+}
+
+function rateLimited (rule: CompiledRule, limiter: RateCounters, retryAfterS: number): Decision {
+  return { type: 'rate_limited', ruleId: rule.id, retryAfterS, max: limiter.max, windowMs: limiter.windowMs }
+}
+
+/** What evaluating one request works out about it, each at most once and only when a rule needs it. */
+class Scan {
+  readonly facts: RequestFacts
+  readonly roleBit: number
+  #path: string | undefined
+  #address: Address | null | undefined
+  #addressKey: string | undefined
+
+  constructor (facts: RequestFacts) {
+    this.facts = facts
+    const { identity } = facts
+    this.roleBit = identity == null ? ROLE_BITS.anonymous : identity.kind === 'principal' ? ROLE_BITS[identity.role] : ROLE_BITS[identity.kind]
+  }
+
+  path (): string {
+    return this.#path ??= requestPath(this.facts.url)
+  }
+
+  address (): Address | null {
+    if (this.#address === undefined) this.#address = this.facts.ip === undefined ? null : parseAddress(this.facts.ip)
+    return this.#address
+  }
+
+  addressKey (): string {
+    return this.#addressKey ??= this.facts.ip === undefined ? 'unknown' : addressKey(this.facts.ip)
   }
 }
 

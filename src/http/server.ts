@@ -24,6 +24,7 @@ import type { ClaimService } from '../zklock/claims.js'
 import { PrincipalDirectory } from '../auth/principal-keys.js'
 import { ReplayGuard } from '../protocol/index.js'
 import type { FleetIds } from '../cluster/fleet-ids.js'
+import type { FleetRateCounter } from '../cage/policy.js'
 import { DEFAULT_CONFIG } from '../config.js'
 
 /** Largest request body, in bytes. Enrolment bodies are about 150 bytes. */
@@ -48,6 +49,8 @@ export interface HttpServerOptions extends Partial<GuardOptions> {
   requestNonces?: ReplayGuard
   /** Cluster mode: the fleet's record of request nonces. */
   fleetNonces?: FleetIds
+  /** Cluster mode: the policy engine's rate limits counted for the whole fleet. */
+  fleetRateCounter?: FleetRateCounter
   /** Allowed clock skew of principal-signed requests, in ms. */
   skewMs?: number
   /** In-process bridge subscription behind GET /v1/stream (absent: no stream route). */
@@ -123,7 +126,7 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
   registerGuards(app as unknown as FastifyInstance, options)
   // The policy engine goes after identity and the guards (so refusals carry security
   // headers) and before every route, so that its rules run ahead of the routes' own checks.
-  if (options.policies && options.audit) app.register(cage, { policies: options.policies, audit: options.audit })
+  if (options.policies && options.audit) app.register(cage, { policies: options.policies, audit: options.audit, fleetRateCounter: options.fleetRateCounter })
   app.register(healthRoute, {
     isReady: options.isReady ?? (() => true),
     readinessChecks: { database: () => { options.store.principals.count() } },

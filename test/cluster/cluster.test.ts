@@ -158,6 +158,18 @@ test('a revocation on one process closes the session on another and refuses it o
   assert.equal(await connackCode(t, mqttUrl(c), principalOptions(device)), 5)
 })
 
+test('a policy rate limit counts requests to every process', { skip }, async t => {
+  const [a, b, c] = fleet
+  const rule = { id: 'fleet-roots-limit', match: { path: '/v1/zk/roots' }, action: { type: 'rate_limit', max: 4, windowMs: 60_000, key: 'address' } }
+  assert.equal((await fetch(`${http(a)}/v1/policies`, { method: 'POST', headers: admin(a), body: JSON.stringify(rule) })).status, 201)
+  t.after(() => fetch(`${http(a)}/v1/policies/${rule.id}`, { method: 'DELETE', headers: { authorization: admin(a).authorization } }))
+  // The other processes adopt the new rule set within a second (they poll the database).
+  await new Promise(resolve => setTimeout(resolve, 1_500))
+  const roots = (hub: HubProcess) => fetch(`${http(hub)}/v1/zk/roots`).then(r => r.status)
+  assert.deepEqual([await roots(a), await roots(b), await roots(c), await roots(a)], [200, 200, 200, 200])
+  assert.deepEqual([await roots(b), await roots(c)], [429, 429], 'the fifth request in the window, wherever it goes')
+})
+
 test('a state document changed on one process is read on another and pushed from a third', { skip }, async t => {
   const [a, b, c] = fleet
   const device = await enrollPrincipal(a)
