@@ -32,18 +32,18 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import type { Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { MqttClient } from 'mqtt'
 import { startNodeBroker, stopAllChildren, type BrokerProcess } from './lib/children.js'
 import { connectPassword, enrolMany, type BenchPrincipal } from './lib/principals.js'
-import { bodyPadding, telemetryBody } from './lib/flows.js'
+import { bodyPadding, connectMqtt, telemetryBody } from './lib/flows.js'
 import { nowMs } from './lib/telemetry.js'
 import { LatencyRecorder, median } from './lib/stats.js'
 import { machineBusyFraction, machineCpu, type MachineCpu } from './lib/proc.js'
 import { dec, int, table } from './lib/report.js'
 import { commandStats, redisServerVersion, setAppendFsyncAlways, startRedisServer, stopAllRedisServers, type RedisServer } from './lib/redis-server.js'
 import { decodeBridgeRecord, encodeEnvelope } from '../src/protocol/index.js'
+import { envNumber } from './lib/knobs.js'
 
 type TargetKey = 'memory' | 'durable' | 'cluster' | 'cluster-aof'
 
@@ -75,14 +75,7 @@ interface Knobs {
 }
 
 function readKnobs (): Knobs {
-  const num = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = process.env[name]
-    if (raw === undefined || raw === '') return fallback
-    const value = Number(raw)
-    // Bounded so that a typo cannot start an unbounded run.
-    if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name} must be a number from ${min} to ${max}, got "${raw}"`)
-    return value
-  }
+  const num = envNumber
   const only = (process.env.BENCH_DURABILITY_ONLY ?? '').split(',').map(s => s.trim()).filter(Boolean)
   for (const key of only) {
     if (!TARGET_KEYS.includes(key as TargetKey)) throw new Error(`BENCH_DURABILITY_ONLY: unknown "${key}"; use ${TARGET_KEYS.join(', ')}`)
@@ -176,24 +169,6 @@ async function commitTotals (hub: BrokerProcess): Promise<CommitTotals | null> {
 
 // ---------------------------------------------------------------------------------------
 // The load: devices → hub(s) → one persistent-session service, QoS 1 throughout.
-
-async function connectMqtt (port: number, options: IClientOptions): Promise<MqttClient> {
-  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-    connectTimeout: 10_000,
-    keepalive: 60,
-    ...options,
-  })
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve())
-    client.once('error', reject)
-  })
-  // mqtt.js leaves Nagle on; small packets would wait for ACKs (see shared baselines).
-  ;(client.stream as Socket).setNoDelay?.(true)
-  client.on('error', () => {})
-  return client
-}
 
 /**
  * A closed loop of QoS 1 publishes. A device's message is outstanding until both its PUBACK

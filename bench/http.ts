@@ -30,6 +30,7 @@ import { dec, int, pct, table } from './lib/report.js'
 import { runHttpPhase, type HttpPhaseResult } from './http/client.js'
 import { RequestSource, SCENARIOS, requestShapes, type Scenario, type Target } from './http/requests.js'
 import { TWENTY_RULES, assertNoRuleMatches, timeEvaluation } from './http/rules.js'
+import { envNumber } from './lib/knobs.js'
 
 interface Knobs {
   seconds: number
@@ -42,14 +43,7 @@ interface Knobs {
 }
 
 function readKnobs (): Knobs {
-  const num = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = process.env[name]
-    if (raw === undefined || raw === '') return fallback
-    const value = Number(raw)
-    // Bounded so that a typo cannot start an unbounded run.
-    if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name} must be a number from ${min} to ${max}, got "${raw}"`)
-    return value
-  }
+  const num = envNumber
   const only = (process.env.BENCH_HTTP_ONLY ?? '').split(',').map(s => s.trim()).filter(Boolean)
   for (const slug of only) {
     if (!SCENARIOS.some(s => s.slug === slug)) throw new Error(`BENCH_HTTP_ONLY: unknown "${slug}"; use ${SCENARIOS.map(s => s.slug).join(', ')}`)

@@ -24,16 +24,10 @@ import { hubFlow, plainFlow } from './lib/flows.js'
 import { runFixedRate, runSaturated, type PhaseResult, type PhaseTiming, type TelemetryFlow } from './lib/telemetry.js'
 import { int, dec, report, type BrokerResults, type Knobs } from './lib/report.js'
 import { machineBusyFraction, machineCpu } from './lib/proc.js'
+import { envNumber } from './lib/knobs.js'
 
 function readKnobs (): Knobs {
-  const num = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = process.env[name]
-    if (raw === undefined || raw === '') return fallback
-    const value = Number(raw)
-    // Bounded so that a typo cannot start an unbounded run (or exhaust the ~20k descriptors).
-    if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name} must be a number from ${min} to ${max}, got "${raw}"`)
-    return value
-  }
+  const num = envNumber
   const qos = num('BENCH_QOS', 0, 0, 1)
   return {
     devices: Math.round(num('BENCH_DEVICES', 10, 1, 1_000)),

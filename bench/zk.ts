@@ -39,6 +39,7 @@ import { createVerifierPool } from '../src/zklock/verifier-pool.js'
 import { machineBusyFraction, machineCpu } from './lib/proc.js'
 import { LatencyRecorder, median } from './lib/stats.js'
 import { dec, int, table } from './lib/report.js'
+import { envNumber } from './lib/knobs.js'
 
 interface Knobs {
   proofs: number
@@ -55,14 +56,7 @@ type Curve = { terminate (): Promise<void> }
 const g = globalThis as { curve_bn128?: Curve | null }
 
 function readKnobs (): Knobs {
-  const num = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = process.env[name]
-    if (raw === undefined || raw === '') return fallback
-    const value = Number(raw)
-    // Bounded so that a typo cannot start an unbounded run.
-    if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name} must be an integer from ${min} to ${max}, got "${raw}"`)
-    return value
-  }
+  const num = (name: string, fallback: number, min: number, max: number): number => envNumber(name, fallback, min, max, { integer: true })
   return {
     proofs: num('BENCH_ZK_PROOFS', 5, 1, 50),
     verify: num('BENCH_ZK_VERIFY', 300, 10, 10_000),

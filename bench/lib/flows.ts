@@ -15,7 +15,8 @@ import { nowMs, type TelemetryFlow } from './telemetry.js'
 
 export type Qos = 0 | 1
 
-async function connectMqtt (port: number, options: IClientOptions): Promise<MqttClient> {
+/** A load generator's client on loopback: connected, Nagle off, errors ignored (the bench watches outcomes). */
+export async function connectMqtt (port: number, options: IClientOptions): Promise<MqttClient> {
   const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
     protocolVersion: 4,
     reconnectPeriod: 0,
