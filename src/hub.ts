@@ -63,9 +63,8 @@ export interface Hub {
 }
 
 /** Cluster mode: the gateway's and the policy engine's rate limits, counted in the fleet's Redis. */
-async function fleetLimits (fleet: FleetFacts, keyPrefix: string): Promise<Pick<HttpServerOptions, 'rateLimitRedis' | 'fleetRateCounter'>> {
-  const redis = await fleet.connection()
-  return { rateLimitRedis: { client: redis, keyPrefix }, fleetRateCounter: fleetRateCounter(redis, keyPrefix) }
+function fleetLimits (fleet: FleetFacts, keyPrefix: string): Pick<HttpServerOptions, 'rateLimitRedis' | 'fleetRateCounter'> {
+  return { rateLimitRedis: { client: fleet.redis, keyPrefix }, fleetRateCounter: fleetRateCounter(fleet.redis, keyPrefix) }
 }
 
 export async function startHub (options: HubOptions = {}): Promise<Hub> {
@@ -183,7 +182,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
     // A revocation on any process closes the session wherever it lives.
     fleet?.onRevocation(id => mqttBroker.revoke(id))
     const presence = presenceTracker = fleet && config.cluster
-      ? trackPresence({ aedes: mqttBroker.aedes, redis: await fleet.connection(), keyPrefix: config.cluster.keyPrefix, log: log.child({ component: 'presence' }) })
+      ? trackPresence({ aedes: mqttBroker.aedes, redis: fleet.redis, keyPrefix: config.cluster.keyPrefix, log: log.child({ component: 'presence' }) })
       : null
     const fleetFacts = fleet
     mqttBroker.aedes.on('subscribe', (subscriptions, client) => stateMqtt.onSubscribed(client.id, subscriptions))
@@ -199,7 +198,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
         await fleetFacts?.announceRevocation(id)
       },
       fleetNonces: fleetFacts?.ids('http', idsTtlMs),
-      ...(fleetFacts && config.cluster ? await fleetLimits(fleetFacts, config.cluster.keyPrefix) : {}),
+      ...(fleetFacts && config.cluster ? fleetLimits(fleetFacts, config.cluster.keyPrefix) : {}),
       principalKeys: mqttBroker.directory,
       ...config.http,
       policies,

@@ -22,6 +22,11 @@ export interface FleetFacts {
   ids (scope: string, ttlMs: number): FleetIds
   /** Tells every process (this one included) that a principal was revoked. */
   announceRevocation (id: string): Promise<void>
+  /**
+   * The fleet's shared command connection (auto-pipelined), for components that send plain
+   * commands (presence, rate limits); never put it in subscriber mode.
+   */
+  readonly redis: Redis
   /** Called on every process for each announced revocation. */
   onRevocation (listener: (id: string) => void): void
   /**
@@ -74,6 +79,7 @@ export async function connectFleet (config: ClusterConfig, log: Logger): Promise
 
   let closed: Promise<void> | null = null
   return {
+    redis: commands,
     ids (scope, ttlMs) {
       const prefix = `${config.keyPrefix}seen:${scope}:`
       return {
