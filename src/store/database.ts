@@ -1,11 +1,15 @@
 /**
- * Opens the hub's one SQLite file with the settings every component relies on, and brings
- * its schema up to date.
+ * Opens the hub's database with the settings every component relies on, and brings its
+ * schema up to date: the embedded SQLite file by default, a PostgreSQL server for a fleet
+ * whose processes run on several hosts.
  */
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import BetterSqlite3, { type Database } from 'better-sqlite3'
 import { migrate } from './migrations.js'
+import { migratePostgres } from './postgres-migrations.js'
+import { PostgresSql, type PostgresOptions } from './postgres-sql.js'
+import { SqliteSql } from './sqlite-sql.js'
 
 export type { Database }
 
@@ -26,6 +30,23 @@ export function openDatabase (file: string): Database {
     return db
   } catch (err) {
     db.close()
+    throw err
+  }
+}
+
+/** The SQLite file as a SqlDatabase. */
+export function openSqlite (file: string): SqliteSql {
+  return new SqliteSql(openDatabase(file))
+}
+
+/** A PostgreSQL database as a SqlDatabase, once its schema is up to date. */
+export async function openPostgres (options: PostgresOptions): Promise<PostgresSql> {
+  const db = new PostgresSql(options)
+  try {
+    await migratePostgres(db)
+    return db
+  } catch (err) {
+    await db.close()
     throw err
   }
 }

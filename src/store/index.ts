@@ -4,8 +4,14 @@
 import { openDatabase, type Database } from './database.js'
 import { PrincipalStore } from './principals.js'
 import { ProvisioningStore } from './provisioning.js'
+import { SqliteSql } from './sqlite-sql.js'
+import type { SqlDatabase } from './sql.js'
 
-export { openDatabase, BUSY_TIMEOUT_MS } from './database.js'
+export { openDatabase, openSqlite, openPostgres, BUSY_TIMEOUT_MS } from './database.js'
+export { constraintViolated, type SqlDatabase, type SqlDialect, type SqlValue, type SqlRunResult, type ConstraintKind } from './sql.js'
+export { SqliteSql } from './sqlite-sql.js'
+export { PostgresSql, type PostgresOptions } from './postgres-sql.js'
+export { bumpChangeCounter, readChangeCounter } from './change-counters.js'
 export { migrate, userVersion, MIGRATIONS, SCHEMA_VERSION, type Migration } from './migrations.js'
 export { parsePublicKey, principalIdFromPublicKey, PUBLIC_KEY_BYTES } from './public-key.js'
 export {
@@ -22,6 +28,8 @@ export interface StoreOptions {
 
 export interface Store {
   readonly db: Database
+  /** The same database, through the interface both engines implement. */
+  readonly sql: SqlDatabase
   readonly principals: PrincipalStore
   readonly provisioning: ProvisioningStore
   /** Closes the database; safe to call more than once. */
@@ -30,6 +38,7 @@ export interface Store {
 
 export function openStore (options: StoreOptions): Store {
   const db = openDatabase(options.file)
+  const sql = new SqliteSql(db)
   let principals: PrincipalStore
   let provisioning: ProvisioningStore
   try {
@@ -42,12 +51,13 @@ export function openStore (options: StoreOptions): Store {
   let closed = false
   return {
     db,
+    sql,
     principals,
     provisioning,
     async close () {
       if (closed) return
       closed = true
-      db.close()
+      await sql.close()
     },
   }
 }

@@ -2,7 +2,7 @@
  * The schema, as an append-only list of migrations. The database records how many it has
  * applied in `PRAGMA user_version`; opening applies the rest, each in its own transaction,
  * so a crash mid-migration leaves the previous version intact. Never edit a migration that
- * has shipped: add the next one.
+ * has shipped: add the next one, here and, with the same version, in postgres-migrations.ts.
  */
 import type { Database } from 'better-sqlite3'
 import { StoreSchemaError } from '../errors.js'
@@ -151,6 +151,18 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       CREATE TABLE zk_balances (
         recipient TEXT PRIMARY KEY CHECK (length(recipient) = 64),
         amount INTEGER NOT NULL CHECK (amount >= 0)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
+  {
+    version: 8,
+    // A counter per kind of record that processes sharing the database cache (policy rules,
+    // the ZK tree), bumped in the transaction of every change, so that each process sees
+    // another's change with one cheap read on either engine (src/store/change-counters.ts).
+    sql: `
+      CREATE TABLE change_counters (
+        name TEXT PRIMARY KEY,
+        n INTEGER NOT NULL
       ) STRICT, WITHOUT ROWID;
     `,
   },

@@ -1,0 +1,130 @@
+/**
+ * A real PostgreSQL server for a test file: its own cluster (initdb) in a temp dir, on a
+ * free loopback port, stopped when the test ends; each test takes a fresh database of it.
+ * Where PostgreSQL is not installed the test is skipped with the reason, unless
+ * MN_REQUIRE_POSTGRES is set (CI sets it), where that is a failure.
+ *
+ * PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user
+ * Debian's package creates. fsync is off: these servers hold test data only, and the
+ * crash tests kill hubs, never the database server.
+ */
+import type { TestContext } from 'node:test'
+import { spawn, spawnSync } from 'node:child_process'
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+
+export interface TestPostgres {
+  port: number
+  /** A new, empty database on this server, dropped with the server. */
+  createDatabase (): Promise<string>
+  stop (): Promise<void>
+}
+
+/** The directory holding initdb and postgres, or null when PostgreSQL is not installed. */
+function binDir (): string | null {
+  const inPath = spawnSync('sh', ['-c', 'command -v initdb'], { encoding: 'utf8' })
+  if (inPath.status === 0 && inPath.stdout.trim() !== '') return join(inPath.stdout.trim(), '..')
+  const root = '/usr/lib/postgresql'
+  if (!existsSync(root)) return null
+  const versions = readdirSync(root).filter(v => existsSync(join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a))
+  return versions.length > 0 ? join(root, versions[0], 'bin') : null
+}
+
+export function postgresAvailable (): boolean {
+  return binDir() !== null
+}
+
+/** Skips (or, with MN_REQUIRE_POSTGRES, fails) the test when PostgreSQL is missing; true when it may go on. */
+export function requirePostgres (t: TestContext): boolean {
+  if (postgresAvailable()) return true
+  const why = 'PostgreSQL is not installed (Debian: apt-get install postgresql); the multi-host store tests need a real server'
+  if (process.env.MN_REQUIRE_POSTGRES) throw new Error(`${why}, and MN_REQUIRE_POSTGRES is set`)
+  t.skip(why)
+  return false
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise<void>(resolve => server.close(() => resolve()))
+  return port
+}
+
+/** As root, PostgreSQL's programs run as the postgres user; otherwise as this one. */
+function serverUser (): { uid?: number, gid?: number } {
+  return process.getuid?.() === 0 ? userIds('postgres') : {}
+}
+
+export async function startPostgres (t: Pick<TestContext, 'after'>): Promise<TestPostgres> {
+  const bin = binDir()
+  if (!bin) throw new Error('PostgreSQL is not installed')
+  const dir = mkdtempSync(join(tmpdir(), 'metanode-pg-'))
+  const user = serverUser()
+  if (user.uid !== undefined) chownSync(dir, user.uid, user.gid!)
+  const init = spawnSync(join(bin, 'initdb'), ['-D', dir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C'], { encoding: 'utf8', cwd: dir, ...user })
+  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`)
+
+  const port = await freePort()
+  const child = spawn(join(bin, 'postgres'), [
+    '-D', dir, '-p', String(port), '-k', dir,
+    '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off',
+    '-c', 'full_page_writes=off', '-c', 'max_connections=200',
+  ], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, ...user })
+  let log = ''
+  child.stderr!.on('data', (chunk: Buffer) => { if (log.length < 20_000) log += chunk.toString() })
+  const databases: string[] = []
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise(resolve => child.once('exit', resolve))
+      // SIGINT is PostgreSQL's "fast shutdown": open connections are ended, not waited for.
+      child.kill('SIGINT')
+      await exited
+    }
+    rmSync(dir, { recursive: true, force: true })
+  }
+  t.after(stop)
+
+  const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`postgres exited before it was ready:\n${log}`)
+    const client = new pg.Client({ connectionString: adminUrl })
+    try {
+      await client.connect()
+      await client.end()
+      break
+    } catch (err) {
+      await client.end().catch(() => {})
+      if (Date.now() > deadline) throw new Error(`postgres was not ready within 30 s: ${(err as Error).message}\n${log}`)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+  }
+
+  return {
+    port,
+    async createDatabase () {
+      const name = `t${databases.length}_${Math.random().toString(36).slice(2, 8)}`
+      const client = new pg.Client({ connectionString: adminUrl })
+      await client.connect()
+      try {
+        await client.query(`CREATE DATABASE ${name}`)
+      } finally {
+        await client.end()
+      }
+      databases.push(name)
+      return `postgres://postgres@127.0.0.1:${port}/${name}`
+    },
+    stop,
+  }
+}
+
+function userIds (user: string): { uid: number, gid: number } {
+  const out = spawnSync('id', ['-u', user], { encoding: 'utf8' })
+  const group = spawnSync('id', ['-g', user], { encoding: 'utf8' })
+  if (out.status !== 0 || group.status !== 0) throw new Error(`running PostgreSQL as root needs the "${user}" user (Debian's postgresql package creates it)`)
+  return { uid: Number(out.stdout.trim()), gid: Number(group.stdout.trim()) }
+}
