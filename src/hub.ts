@@ -133,7 +133,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       onAccepted: claim => bridgeClaim(claim).catch(err => zkLog.error({ err, nullifier: claim.nullifier }, 'an accepted claim could not be bridged')),
     })
     const proofs = createProofChecker({ tree: zkTree, verifier })
-    const audit = new AuditLog(store.db)
+    const audit = new AuditLog(store.sql)
     policies = new PolicyStore(store.db, {
       audit,
       // In a cluster another process may change the rules in the shared database: each
@@ -300,9 +300,9 @@ function listen (server: TcpServer, port: number, host: string): Promise<number>
 
 /** Security alerts from devices go into the audit log as well as onto their bridge topic. */
 function securityAlertHandler (audit: AuditLog): MessageHandler {
-  return ({ principal, envelope }) => {
+  return async ({ principal, envelope }) => {
     const body = envelope.body as { kind: string, detail: unknown }
     const detail = typeof body.detail === 'string' ? body.detail.slice(0, 1024) : '(structured; see the bridge record)'
-    audit.append({ actor: `principal:${principal.id}`, action: 'security.alert', target: principal.id, detail: { kind: String(body.kind).slice(0, 128), detail } })
+    await audit.append({ actor: `principal:${principal.id}`, action: 'security.alert', target: principal.id, detail: { kind: String(body.kind).slice(0, 128), detail } })
   }
 }

@@ -7,8 +7,9 @@
  *
  *   mn-audit-v1|seq|ts_ms|HEX(actor)|HEX(action)|HEX(target)|HEX(source)|HEX(detail)|prev_hash
  *
- * - seq and ts_ms in decimal, as SQLite prints integers;
- * - HEX(x) = the upper-case hex of x's UTF-8 bytes, exactly SQLite's `hex(x)`; a NULL
+ * - seq and ts_ms in decimal;
+ * - HEX(x) = the upper-case hex of x's UTF-8 bytes, exactly SQLite's `hex(x)` (and
+ *   PostgreSQL's `upper(encode(convert_to(x, 'UTF8'), 'hex'))`); a NULL
  *   target or source is `-` (SQLite's hex(NULL) is '', which would be ambiguous with '');
  * - detail is the JSON text as stored; prev_hash is the previous entry's hash, or 64 zeros
  *   for seq 1;
@@ -17,12 +18,13 @@
  * Hex keeps the line free of separators and newlines whatever the fields hold, so an
  * auditor can rebuild it in SQL and hash it with sha256sum (docs/http-cage.md).
  *
- * Writes are synchronous: when append returns, the entry is committed (or part of the
- * caller's open transaction, as a savepoint, and commits or rolls back with it).
+ * When append resolves, the entry is committed, or part of the caller's open transaction
+ * (SqlDatabase.transaction) and commits or rolls back with it. The log is the same on
+ * SQLite and on PostgreSQL, so a fleet on one PostgreSQL database keeps one chain.
  */
 import { createHash } from 'node:crypto'
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
-import type { Database, Statement } from 'better-sqlite3'
+import type { SqlDatabase, SqlValue } from '../store/sql.js'
 import type { Identity } from './identity.js'
 
 export const AUDIT_FORMAT = 'mn-audit-v1'
@@ -36,7 +38,7 @@ export const TARGET_CHARS_MAX = 512
 export const SOURCE_CHARS_MAX = 512
 /** Largest page `list` returns (the HTTP route pages by at most 1,000). */
 export const AUDIT_LIST_LIMIT_MAX = 10_000
-/** Rows verifyAsync checks between two yields to the event loop. */
+/** Rows verify reads and checks between two yields to the event loop. */
 export const VERIFY_BATCH_ROWS = 5_000
 
 // Dotted lower-case words: `principal.enrol`, `request.blocked`.
@@ -140,85 +142,60 @@ export function auditHash (line: string): string {
 }
 
 export class AuditLog {
-  readonly #db: Database
-  readonly #head: Statement<[], { seq: number, hash: string }>
-  readonly #insert: Statement<[number, number, string, string, string | null, string | null, string, string, string]>
-  readonly #getBySeq: Statement<[number], Row>
-  readonly #walk: Statement<[number, number], Row>
-  readonly #walkAll: Statement<[], Row>
-  readonly #appendTx: (row: Omit<Row, 'seq' | 'prev_hash' | 'hash'>) => AuditEntry
-  /** One statement per combination of filters, made on first use: at most 2^8. */
-  readonly #listStatements = new Map<string, Statement<unknown[], Row>>()
+  readonly #db: SqlDatabase
 
-  constructor (db: Database) {
+  constructor (db: SqlDatabase) {
     this.#db = db
-    this.#head = db.prepare('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1')
-    this.#insert = db.prepare(`INSERT INTO audit_log (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-    this.#getBySeq = db.prepare(`SELECT ${COLUMNS} FROM audit_log WHERE seq = ?`)
-    this.#walk = db.prepare(`SELECT ${COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`)
-    this.#walkAll = db.prepare(`SELECT ${COLUMNS} FROM audit_log ORDER BY seq`)
-    const append = db.transaction((row: Omit<Row, 'seq' | 'prev_hash' | 'hash'>): AuditEntry => {
-      // Read under the write lock (IMMEDIATE, or the caller's transaction), so that two
-      // processes sharing the file cannot both extend the same head; seq's primary key and
-      // hash's UNIQUE refuse a fork if one tried.
-      const head = this.#head.get()
-      const seq = head === undefined ? 1 : head.seq + 1
-      const prevHash = head === undefined ? GENESIS_HASH : head.hash
-      const entry = { seq, ts: row.ts_ms, actor: row.actor, action: row.action, target: row.target, source: row.source, detail: row.detail, prevHash }
-      const hash = auditHash(canonicalAuditLine(entry))
-      this.#insert.run(seq, row.ts_ms, row.actor, row.action, row.target, row.source, row.detail, prevHash, hash)
-      return { ...entry, detail: JSON.parse(row.detail) as Record<string, unknown>, hash }
-    })
-    // Outside a transaction this takes the write lock before reading the head; inside one,
-    // better-sqlite3 makes it a savepoint of the caller's transaction.
-    this.#appendTx = append.immediate
   }
 
   /**
-   * Appends an entry and returns it. Throws a TypeError for malformed input (a caller's
-   * bug). Inside the caller's transaction it commits or rolls back with that transaction.
+   * Appends an entry and returns it once committed. Throws a TypeError for malformed input
+   * (a caller's bug) before touching the database. Inside the caller's transaction it
+   * commits or rolls back with that transaction.
    */
-  append (input: AuditInput): AuditEntry {
-    const actor = requireText('actor', input.actor, ACTOR_CHARS_MAX)
-    if (typeof input.action !== 'string' || input.action.length > ACTION_CHARS_MAX || !ACTION.test(input.action)) {
-      throw new TypeError(`action must be dotted lower-case words of at most ${ACTION_CHARS_MAX} characters, got ${JSON.stringify(input.action)}`)
-    }
-    const target = input.target == null ? null : requireText('target', input.target, TARGET_CHARS_MAX)
-    const source = input.source == null ? null : requireText('source', input.source, SOURCE_CHARS_MAX)
-    const detail = input.detail ?? {}
-    if (typeof detail !== 'object' || detail === null || Array.isArray(detail)) throw new TypeError('detail must be a plain object')
-    const detailJson = JSON.stringify(detail)
-    const detailBytes = Buffer.byteLength(detailJson)
-    if (detailBytes > DETAIL_BYTES_MAX) throw new TypeError(`detail must be at most ${DETAIL_BYTES_MAX} bytes of JSON, got ${detailBytes}`)
-    const nowMs = input.nowMs ?? Date.now()
-    if (!Number.isSafeInteger(nowMs) || nowMs < 0) throw new TypeError(`nowMs must be a non-negative integer, got ${String(nowMs)}`)
-    return this.#appendTx({ ts_ms: nowMs, actor, action: input.action, target, source, detail: detailJson })
+  async append (input: AuditInput): Promise<AuditEntry> {
+    const row = checkedRow(input)
+    return this.#db.transaction(async () => {
+      // Every process extends one chain: the lock keeps two from reading the same head
+      // (PostgreSQL; SQLite's write transaction is already exclusive), and seq's primary
+      // key with hash's UNIQUE would refuse a fork if one tried.
+      await this.#db.lock('audit_log')
+      const head = await this.head()
+      const seq = head === null ? 1 : head.seq + 1
+      const prevHash = head === null ? GENESIS_HASH : head.hash
+      const entry = { seq, ts: row.ts_ms, actor: row.actor, action: row.action, target: row.target, source: row.source, detail: row.detail, prevHash }
+      const hash = auditHash(canonicalAuditLine(entry))
+      await this.#db.run(`INSERT INTO audit_log (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [seq, row.ts_ms, row.actor, row.action, row.target, row.source, row.detail, prevHash, hash])
+      return { ...entry, detail: JSON.parse(row.detail) as Record<string, unknown>, hash }
+    })
   }
 
   /**
    * Runs a change and records it in one transaction: the entry exists exactly when the
-   * change was committed. `describe` turns the change's result into the entry.
+   * change was committed. `describe` turns the change's result into the entry. The change
+   * must only wait for the database (see SqlDatabase.transaction).
    */
-  recorded<T> (change: () => T, describe: (result: T) => AuditInput): T {
-    return this.#db.transaction(() => {
-      const result = change()
-      this.append(describe(result))
+  recorded<T> (change: () => T | Promise<T>, describe: (result: T) => AuditInput): Promise<T> {
+    return this.#db.transaction(async () => {
+      const result = await change()
+      await this.append(describe(result))
       return result
-    }).immediate()
+    })
   }
 
   /** The newest entry's seq and hash; null while the log is empty. */
-  head (): AuditHead | null {
-    return this.#head.get() ?? null
+  async head (): Promise<AuditHead | null> {
+    return (await this.#db.get<AuditHead>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1')) ?? null
   }
 
-  get (seq: number): AuditEntry | undefined {
-    const row = this.#getBySeq.get(seq)
+  async get (seq: number): Promise<AuditEntry | undefined> {
+    const row = await this.#db.get<Row>(`SELECT ${COLUMNS} FROM audit_log WHERE seq = ?`, [seq])
     return row === undefined ? undefined : toEntry(row)
   }
 
-  /** One page of entries, by seq. Throws a TypeError for malformed queries. */
-  list (query: AuditQuery): AuditEntry[] {
+  /** One page of entries, by seq. Rejects with a TypeError for malformed queries. */
+  async list (query: AuditQuery): Promise<AuditEntry[]> {
     const { action, actor, target, since, until, after, before, limit } = query
     const order = query.order ?? 'asc'
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > AUDIT_LIST_LIMIT_MAX) {
@@ -228,53 +205,44 @@ export class AuditLog {
     for (const [name, value] of [['since', since], ['until', until], ['after', after], ['before', before]] as const) {
       if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) throw new TypeError(`${name} must be a non-negative integer, got ${String(value)}`)
     }
-    const prefix = action !== undefined && action.endsWith('.*')
-    const args: unknown[] = []
+    // Built from fixed fragments only; every value is a bound parameter.
+    const where: string[] = []
+    const args: SqlValue[] = []
     if (action !== undefined) {
-      if (prefix) {
+      if (action.endsWith('.*')) {
         // A range on the (action, seq) index: `policy.` ≤ action < `policy/` ('/' follows '.').
         const stem = action.slice(0, -1)
+        where.push('action >= ? AND action < ?')
         args.push(stem, stem.slice(0, -1) + '/')
       } else {
+        where.push('action = ?')
         args.push(action)
       }
     }
-    if (actor !== undefined) args.push(actor)
-    if (target !== undefined) args.push(target)
-    if (since !== undefined) args.push(since)
-    if (until !== undefined) args.push(until)
-    if (after !== undefined) args.push(after)
-    if (before !== undefined) args.push(before)
+    const filters: Array<[string, SqlValue | undefined]> = [
+      ['actor = ?', actor], ['target = ?', target], ['ts_ms >= ?', since], ['ts_ms < ?', until], ['seq > ?', after], ['seq < ?', before],
+    ]
+    for (const [clause, value] of filters) {
+      if (value === undefined) continue
+      where.push(clause)
+      args.push(value)
+    }
     args.push(limit)
-    const key = [action === undefined ? '' : prefix ? 'p' : 'a', actor === undefined ? '' : 'o', target === undefined ? '' : 't',
-      since === undefined ? '' : 's', until === undefined ? '' : 'u', after === undefined ? '' : 'f', before === undefined ? '' : 'b', order].join('/')
-    return this.#listStatement(key).all(...args).map(toEntry)
+    const sql = `SELECT ${COLUMNS} FROM audit_log ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq ${order === 'desc' ? 'DESC' : 'ASC'} LIMIT ?`
+    return (await this.#db.all<Row>(sql, args)).map(toEntry)
   }
 
   /**
-   * Walks the whole chain in seq order, in bounded memory, and reports the first broken
-   * link: a gap in seq, a prev_hash that is not the previous entry's hash, or a hash that
-   * does not match the entry's fields. Synchronous: it holds the event loop for the whole
-   * walk; verifyAsync yields between batches.
+   * Walks the whole chain in seq order and reports the first broken link: a gap in seq, a
+   * prev_hash that is not the previous entry's hash, or a hash that does not match the
+   * entry's fields. Reads in batches of `batchRows` (keyset paging keeps memory bounded and
+   * lets other work run between batches); entries appended meanwhile are verified too.
    */
-  verify (options: AuditVerifyOptions = {}): AuditVerifyResult {
-    const walk = new ChainWalk()
-    // iterate() steps through the rows one at a time; leaving the loop early resets the statement.
-    for (const row of this.#walkAll.iterate()) {
-      const broken = walk.step(row)
-      if (broken !== null) return broken
-    }
-    return walk.finish(this.#checkAnchor(options.anchor))
-  }
-
-  /** verify, in batches of VERIFY_BATCH_ROWS with a yield to the event loop between them. */
-  async verifyAsync (options: AuditVerifyOptions & { batchRows?: number } = {}): Promise<AuditVerifyResult> {
+  async verify (options: AuditVerifyOptions & { batchRows?: number } = {}): Promise<AuditVerifyResult> {
     const batchRows = options.batchRows ?? VERIFY_BATCH_ROWS
     const walk = new ChainWalk()
     for (;;) {
-      // Keyset paging keeps each batch consistent on its own and memory bounded; entries
-      // appended meanwhile extend the chain and are verified too.
-      const rows = this.#walk.all(walk.lastSeq, batchRows)
+      const rows = await this.#db.all<Row>(`SELECT ${COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`, [walk.lastSeq, batchRows])
       for (const row of rows) {
         const broken = walk.step(row)
         if (broken !== null) return broken
@@ -282,38 +250,35 @@ export class AuditLog {
       if (rows.length < batchRows) break
       await yieldToEventLoop()
     }
-    return walk.finish(this.#checkAnchor(options.anchor))
+    return walk.finish(await this.#checkAnchor(options.anchor))
   }
 
-  #checkAnchor (anchor: AuditHead | undefined): { brokenAt: number, reason: string } | null {
+  async #checkAnchor (anchor: AuditHead | undefined): Promise<{ brokenAt: number, reason: string } | null> {
     if (anchor === undefined) return null
     if (!Number.isSafeInteger(anchor.seq) || anchor.seq < 1 || !HASH.test(anchor.hash)) throw new TypeError('anchor must be { seq: positive integer, hash: 64 lower-case hex }')
-    const row = this.#getBySeq.get(anchor.seq)
+    const row = await this.#db.get<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = ?', [anchor.seq])
     if (row === undefined) return { brokenAt: anchor.seq, reason: `the anchored entry ${anchor.seq} is missing: the log was cut short` }
     if (row.hash !== anchor.hash) return { brokenAt: anchor.seq, reason: `entry ${anchor.seq} has hash ${row.hash}, not the anchored ${anchor.hash}: the chain was rewritten` }
     return null
   }
+}
 
-  #listStatement (key: string): Statement<unknown[], Row> {
-    let statement = this.#listStatements.get(key)
-    if (statement === undefined) {
-      // Built from fixed fragments only; every value is a bound parameter.
-      const [action, actor, target, since, until, after, before, order] = key.split('/')
-      const where: string[] = []
-      if (action === 'a') where.push('action = ?')
-      if (action === 'p') where.push('action >= ? AND action < ?')
-      if (actor !== '') where.push('actor = ?')
-      if (target !== '') where.push('target = ?')
-      if (since !== '') where.push('ts_ms >= ?')
-      if (until !== '') where.push('ts_ms < ?')
-      if (after !== '') where.push('seq > ?')
-      if (before !== '') where.push('seq < ?')
-      const sql = `SELECT ${COLUMNS} FROM audit_log ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq ${order === 'desc' ? 'DESC' : 'ASC'} LIMIT ?`
-      statement = this.#db.prepare<unknown[], Row>(sql)
-      this.#listStatements.set(key, statement)
-    }
-    return statement
+/** The row an input becomes; throws a TypeError naming what is malformed. */
+function checkedRow (input: AuditInput): Omit<Row, 'seq' | 'prev_hash' | 'hash'> {
+  const actor = requireText('actor', input.actor, ACTOR_CHARS_MAX)
+  if (typeof input.action !== 'string' || input.action.length > ACTION_CHARS_MAX || !ACTION.test(input.action)) {
+    throw new TypeError(`action must be dotted lower-case words of at most ${ACTION_CHARS_MAX} characters, got ${JSON.stringify(input.action)}`)
   }
+  const target = input.target == null ? null : requireText('target', input.target, TARGET_CHARS_MAX)
+  const source = input.source == null ? null : requireText('source', input.source, SOURCE_CHARS_MAX)
+  const detail = input.detail ?? {}
+  if (typeof detail !== 'object' || detail === null || Array.isArray(detail)) throw new TypeError('detail must be a plain object')
+  const detailJson = JSON.stringify(detail)
+  const detailBytes = Buffer.byteLength(detailJson)
+  if (detailBytes > DETAIL_BYTES_MAX) throw new TypeError(`detail must be at most ${DETAIL_BYTES_MAX} bytes of JSON, got ${detailBytes}`)
+  const nowMs = input.nowMs ?? Date.now()
+  if (!Number.isSafeInteger(nowMs) || nowMs < 0) throw new TypeError(`nowMs must be a non-negative integer, got ${String(nowMs)}`)
+  return { ts_ms: nowMs, actor, action: input.action, target, source, detail: detailJson }
 }
 
 /** The state of a walk along the chain: what the next entry must link to. */

@@ -57,6 +57,8 @@ export class BlockedRequestLog {
   #suppressedUncounted = 0
   #timer: NodeJS.Timeout | null
   #closed = false
+  /** Appends under way, at most totalMax + 1 per window: close() waits for them. */
+  readonly #writing = new Set<Promise<void>>()
 
   constructor (options: BlockedLogOptions) {
     const { audit, onError, ...limits } = options
@@ -103,13 +105,23 @@ export class BlockedRequestLog {
     this.#windowStartMs = startMs
   }
 
-  /** Writes the open window's summary and stops the timer; safe to call more than once. */
-  close (): void {
-    if (this.#closed) return
-    this.#closed = true
-    if (this.#timer !== null) clearInterval(this.#timer)
-    this.#timer = null
-    this.#writeSummary()
+  /**
+   * Writes the open window's summary, stops the timer and waits for the writes under way;
+   * safe to call more than once.
+   */
+  async close (): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true
+      if (this.#timer !== null) clearInterval(this.#timer)
+      this.#timer = null
+      this.#writeSummary()
+    }
+    await this.settled()
+  }
+
+  /** Resolves once the entries whose writes are under way are written (or reported). */
+  async settled (): Promise<void> {
+    await Promise.all(this.#writing)
   }
 
   #writeSummary (): void {
@@ -136,12 +148,11 @@ export class BlockedRequestLog {
     this.#suppressedUncounted = 0
   }
 
+  /** Starts the write; the refused request is answered without waiting for it. */
   #append (entry: AuditInput): void {
-    try {
-      this.#audit.append(entry)
-    } catch (err) {
-      this.#onError(err)
-    }
+    const writing = this.#audit.append(entry).then(() => {}, err => this.#onError(err))
+    this.#writing.add(writing)
+    void writing.finally(() => this.#writing.delete(writing))
   }
 }
 

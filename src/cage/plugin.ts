@@ -113,9 +113,8 @@ function ownRecorder (app: FastifyInstance, audit: AuditLog, limits: Partial<Blo
     onError: err => app.log.error({ err }, 'could not write the audit entry of a refused request'),
   })
   // onClose runs after in-flight requests finish, so the last refusals are in the summary.
-  app.addHook('onClose', (_instance, next) => {
-    recorder.close()
-    next()
+  app.addHook('onClose', async () => {
+    await recorder.close()
   })
   return recorder
 }
@@ -224,7 +223,7 @@ const cageRoutes: FastifyPluginCallback<RoutesOptions> = (app, options, done) =>
     const limit = q.limit === undefined ? AUDIT_LIST_LIMIT_DEFAULT : Number(q.limit)
     const order = q.order ?? 'asc'
     // One row more than asked tells whether another page exists, without a second query.
-    const rows = audit.list({
+    const rows = await audit.list({
       action: q.action,
       actor: q.actor,
       target: q.target,
@@ -245,7 +244,7 @@ const cageRoutes: FastifyPluginCallback<RoutesOptions> = (app, options, done) =>
     const { anchorSeq, anchorHash } = request.query
     const anchor = anchorSeq !== undefined && anchorHash !== undefined ? { seq: Number(anchorSeq), hash: anchorHash } : undefined
     reply.header('cache-control', 'no-store')
-    const result = await audit.verifyAsync({ anchor })
+    const result = await audit.verify({ anchor })
     if (!result.ok) request.log.warn({ brokenAt: result.brokenAt, reason: result.reason }, 'audit chain is broken')
     return result
   })

@@ -9,9 +9,9 @@ export function audited<T> (
   audit: AuditLog | undefined,
   request: FastifyRequest,
   action: string,
-  change: () => T,
+  change: () => T | Promise<T>,
   describe: (result: T) => { target?: string | null, detail?: Record<string, unknown> },
-): T {
-  if (!audit) return change()
+): Promise<T> {
+  if (!audit) return Promise.resolve(change())
   return audit.recorded(change, result => ({ ...requestAuditContext(request), action, ...describe(result) }))
 }

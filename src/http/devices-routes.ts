@@ -30,7 +30,7 @@ export const devicesRoutes: FastifyPluginCallback<DevicesRoutesOptions> = (app, 
     schema: { body: enrolBodySchema, response: { 201: principalSchema } },
   }, async (request, reply) => {
     const { publicKey, role, name } = request.body
-    const principal = audited(audit, request, 'principal.enrol', () => principals.create({ publicKey, role, name: name ?? null }),
+    const principal = await audited(audit, request, 'principal.enrol', () => principals.create({ publicKey, role, name: name ?? null }),
       p => ({ target: p.id, detail: { role: p.role, name: p.name } }))
     request.log.info({ id: principal.id, role }, 'principal enrolled')
     return reply.code(201).header('location', `/v1/devices/${principal.id}`).send(principal)
@@ -70,7 +70,7 @@ export const devicesRoutes: FastifyPluginCallback<DevicesRoutesOptions> = (app, 
       response: { 200: principalSchema },
     },
   }, async request => {
-    const principal = audited(audit, request, 'principal.rename', () => principals.rename(request.params.id, request.body.name),
+    const principal = await audited(audit, request, 'principal.rename', () => principals.rename(request.params.id, request.body.name),
       p => ({ target: p.id, detail: { name: p.name } }))
     request.log.info({ id: principal.id }, 'principal renamed')
     return principal
@@ -80,7 +80,7 @@ export const devicesRoutes: FastifyPluginCallback<DevicesRoutesOptions> = (app, 
     schema: { params: idParamsSchema, response: { 200: principalSchema } },
   }, async (request) => {
     const { id } = request.params
-    const { principal, changed } = audited(audit, request, 'principal.revoke', () => principals.revoke(id, Date.now()),
+    const { principal, changed } = await audited(audit, request, 'principal.revoke', () => principals.revoke(id, Date.now()),
       r => ({ target: id, detail: { changed: r.changed } }))
     if (changed) request.log.info({ id }, 'principal revoked')
     // Called on a repeated DELETE too: closing sessions is idempotent, and it also ends one

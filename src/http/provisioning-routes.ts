@@ -78,7 +78,7 @@ export const provisioningRoutes: FastifyPluginCallback<ProvisioningRoutesOptions
     }, async (request, reply) => {
       const { role, name, usesMax = 1, expiresInMs = TOKEN_LIFETIME_MS_DEFAULT } = request.body
       const nowMs = Date.now()
-      const { token, record } = audited(options.audit, request, 'token.create',
+      const { token, record } = await audited(options.audit, request, 'token.create',
         () => provisioning.create({ role, name: name ?? null, usesMax, expires: nowMs + expiresInMs, nowMs }),
         created => ({ target: created.record.id, detail: { role, usesMax, expires: created.record.expires } }))
       return reply.code(201).send({ ...record, token })
@@ -93,7 +93,7 @@ export const provisioningRoutes: FastifyPluginCallback<ProvisioningRoutesOptions
         response: { 200: tokenSchema },
       },
     }, async request => {
-      return audited(options.audit, request, 'token.revoke', () => provisioning.revoke(request.params.id), token => ({ target: token.id }))
+      return await audited(options.audit, request, 'token.revoke', () => provisioning.revoke(request.params.id), token => ({ target: token.id }))
     })
     next()
   })
@@ -102,7 +102,7 @@ export const provisioningRoutes: FastifyPluginCallback<ProvisioningRoutesOptions
     config: { rateLimit: { max: options.enrollPerMinute, timeWindow: 60_000 } },
     schema: { tags: ['provisioning'], body: enrollBody, response: { 201: principalSchema } },
   }, async (request, reply) => {
-    const { principal, token } = audited(options.audit, request, 'principal.enrol',
+    const { principal, token } = await audited(options.audit, request, 'principal.enrol',
       () => provisioning.redeem(request.body.token, { publicKey: request.body.publicKey, name: request.body.name }),
       r => ({ target: r.principal.id, detail: { role: r.principal.role, provisioningToken: r.token.id } }))
     request.log.info({ id: principal.id, role: principal.role, tokenId: token.id }, 'principal enrolled by provisioning token')

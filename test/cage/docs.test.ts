@@ -47,45 +47,46 @@ test('the rule examples in the doc validate', () => {
 /** A database with entries of every shape: NULLs, non-ASCII, separators and quotes in fields. */
 async function auditedDb (t: Parameters<typeof tempDb>[0]) {
   const temp = await tempDb(t)
-  const audit = new AuditLog(temp.db)
+  const audit = new AuditLog(temp.sql)
   const store = new PolicyStore(temp.db, { audit })
   t.after(() => store.close())
-  store.create({ id: 'x', match: { path: '/x', headers: { 'x-a': '/a|b/' } }, action: { type: 'block', reason: 'çà ne va pas | "non"' } }, 1, { actor: 'admin', source: '::1' })
-  audit.append({ actor: 'principal:' + 'a'.repeat(32), action: 'security.alert', target: 'pipe|in target', source: null, detail: { text: 'line\nbreak\ttab \u2028 😀', n: 1.5 } })
-  audit.append({ actor: 'hub', action: 'hub.start' })
-  for (let i = 0; i < 20; i++) audit.append({ actor: 'admin', action: 'principal.enrol', target: `p${i}`, source: '192.0.2.1', detail: { i } })
+  await store.create({ id: 'x', match: { path: '/x', headers: { 'x-a': '/a|b/' } }, action: { type: 'block', reason: 'çà ne va pas | "non"' } }, 1, { actor: 'admin', source: '::1' })
+  await audit.append({ actor: 'principal:' + 'a'.repeat(32), action: 'security.alert', target: 'pipe|in target', source: null, detail: { text: 'line\nbreak\ttab \u2028 😀', n: 1.5 } })
+  await audit.append({ actor: 'hub', action: 'hub.start' })
+  for (let i = 0; i < 20; i++) await audit.append({ actor: 'admin', action: 'principal.enrol', target: `p${i}`, source: '192.0.2.1', detail: { i } })
   return { ...temp, audit }
 }
 
 test('the sqlite3 + sha256sum script verifies the chain and finds a tampered entry', async (t) => {
   if (!has('sqlite3') || !has('sha256sum')) return t.skip('sqlite3 or sha256sum is not installed')
-  const { file, audit } = await auditedDb(t)
+  const { file, sql, audit } = await auditedDb(t)
   const script = blockAfter('### With sqlite3 and sha256sum', 'sh')
   const run = () => spawnSync('sh', ['-c', script], { env: { ...process.env, DB: file }, encoding: 'utf8' })
   const ok = run()
-  const head = audit.head()!
+  const head = (await audit.head())!
   assert.equal(ok.status, 0, ok.stderr + ok.stdout)
   assert.equal(ok.stdout.trim(), `ok: ${head.seq} entries, head ${head.hash}`)
-  tamper(file, "UPDATE audit_log SET detail = replace(detail, 'break', 'brake') WHERE seq = 3")
+  await tamper(sql, "UPDATE audit_log SET detail = replace(detail, 'break', 'brake') WHERE seq = 3")
   const broken = run()
   assert.equal(broken.status, 1)
   assert.equal(broken.stdout.trim(), 'broken at seq 3: hash')
-  assert.equal(audit.verify().ok === false && (audit.verify() as { brokenAt: number }).brokenAt, 3, 'the hub agrees')
+  const verdict = await audit.verify()
+  assert.equal(!verdict.ok && verdict.brokenAt, 3, 'the hub agrees')
 })
 
 test('the Python script verifies the chain and finds a removed entry', async (t) => {
   if (!has('python3')) return t.skip('python3 is not installed')
-  const { file, audit } = await auditedDb(t)
+  const { file, sql, audit } = await auditedDb(t)
   const script = blockAfter('### With Python', 'python')
   const run = () => spawnSync('python3', ['-c', script, file], { encoding: 'utf8' })
   const ok = run()
-  const head = audit.head()!
+  const head = (await audit.head())!
   assert.equal(ok.status, 0, ok.stderr + ok.stdout)
   assert.equal(ok.stdout.trim(), `ok: ${head.seq} entries, head ${head.hash}`)
-  tamper(file, 'DELETE FROM audit_log WHERE seq = 10')
+  await tamper(sql, 'DELETE FROM audit_log WHERE seq = 10')
   const broken = run()
   assert.equal(broken.status, 1)
   assert.equal(broken.stderr.trim(), 'broken at seq 11')
-  const result = audit.verify()
+  const result = await audit.verify()
   assert.equal(!result.ok && result.brokenAt, 11, 'the hub agrees')
 })

@@ -3,10 +3,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import BetterSqlite3 from 'better-sqlite3'
-import { openDatabase, type Database } from '../../src/store/index.js'
+import { openDatabase, SqliteSql, type Database, type SqlDatabase } from '../../src/store/index.js'
 
 export interface TempDb {
   db: Database
+  /** The same connection as a SqlDatabase. */
+  sql: SqliteSql
   file: string
 }
 
@@ -15,24 +17,33 @@ export async function tempDb (t: TestContext): Promise<TempDb> {
   const dir = await mkdtemp(join(tmpdir(), 'metanode-cage-'))
   const file = join(dir, 'hub.db')
   const db = openDatabase(file)
+  const sql = new SqliteSql(db)
   t.after(async () => {
-    db.close()
+    await sql.close()
     await rm(dir, { recursive: true, force: true })
   })
-  return { db, file }
+  return { db, sql, file }
 }
 
 /**
- * Runs SQL on the file through a second connection, as someone with the file (not the hub)
- * would: the append-only triggers are dropped first, because they stop edits through any
- * connection. The hub's own connection is left as it was.
+ * Edits the audit log behind the hub's back, as someone with the database (not the hub)
+ * would, past the append-only triggers: on SQLite through a second connection to the file
+ * after dropping them, on PostgreSQL in a transaction with triggers off
+ * (session_replication_role = replica, which the superuser may set).
  */
-export function tamper (file: string, sql: string, ...params: unknown[]): void {
-  const other = new BetterSqlite3(file)
-  try {
-    other.exec('DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete')
-    other.prepare(sql).run(...params)
-  } finally {
-    other.close()
+export async function tamper (db: SqlDatabase, sql: string, ...params: Array<string | number>): Promise<void> {
+  if (db instanceof SqliteSql) {
+    const other = new BetterSqlite3(db.connection.name)
+    try {
+      other.exec('DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete')
+      other.prepare(sql).run(...params)
+    } finally {
+      other.close()
+    }
+    return
   }
+  await db.transaction(async () => {
+    await db.run('SET LOCAL session_replication_role = replica')
+    await db.run(sql, params)
+  })
 }

@@ -14,6 +14,7 @@ import type { RuleSpec } from '../../src/cage/policy.js'
 import { UnauthorizedError } from '../../src/errors.js'
 import { errorBody, routeNotFound, toMetanodeError } from '../../src/http/error-reply.js'
 import { tempDb } from './helpers.js'
+import type { SqliteSql } from '../../src/store/index.js'
 
 export const DEVICE_ID = 'd'.repeat(32)
 export const SERVICE_ID = 'e'.repeat(32)
@@ -49,6 +50,8 @@ export interface CageApp {
   audit: AuditLog
   policies: PolicyStore
   file: string
+  /** The cage's database, for edits behind its back (tamper). */
+  sql: SqliteSql
   url: string
   call (method: string, path: string, options?: CallOptions): Promise<Answer>
 }
@@ -61,8 +64,8 @@ const IDENTITIES: Record<string, Identity> = {
 }
 
 export async function startCage (t: TestContext, options: CageOptions = {}): Promise<CageApp> {
-  const { db, file } = await tempDb(t)
-  const audit = new AuditLog(db)
+  const { db, sql, file } = await tempDb(t)
+  const audit = new AuditLog(sql)
   const policies = new PolicyStore(db, { audit, seedDefaults: options.seedDefaults ?? false })
   if (options.rules !== undefined) policies.replaceAll(options.rules, { actor: 'hub' })
   // The hub's server settings that matter here: no coercion, unknown properties are a 400,
@@ -112,5 +115,5 @@ export async function startCage (t: TestContext, options: CageOptions = {}): Pro
     const text = await response.text()
     return { status: response.status, headers: response.headers, body: text === '' ? undefined : JSON.parse(text) }
   }
-  return { app, audit, policies, file, url, call }
+  return { app, audit, policies, file, sql, url, call }
 }

@@ -87,7 +87,7 @@ test('IPv4 clients of a dual-stack listener (IPv4-mapped IPv6) match IPv4 prefix
   }
   const answer = await cage.call('GET', '/open', { as: 'anonymous' })
   assertError(answer, 403, 'MN_ERR_POLICY_BLOCKED', /loopback/)
-  const [entry] = cage.audit.list({ limit: 1, action: 'request.blocked' })
+  const [entry] = await cage.audit.list({ limit: 1, action: 'request.blocked' })
   assert.equal(entry.source, '::ffff:127.0.0.1')
 })
 
@@ -179,7 +179,7 @@ test('a bad rule is refused with a clear 400 and the old set stays in force', as
   }
   assert.deepEqual((await cage.call('GET', '/v1/policies')).body, before)
   assert.equal((await cage.call('GET', '/open', { as: 'device' })).status, 403)
-  assert.equal(cage.audit.list({ limit: 100, action: 'policy.*' }).length, 1, 'only the set-up is in the log')
+  assert.equal((await cage.audit.list({ limit: 100, action: 'policy.*' })).length, 1, 'only the set-up is in the log')
 })
 
 test('PUT replaces the whole set atomically', async (t) => {
@@ -243,14 +243,14 @@ test('policy changes and refused requests are in the audit log with who, what, w
 
   // Closing writes the summary of what was left out.
   await cage.app.close()
-  const [summary] = cage.audit.list({ limit: 1, action: 'request.suppressed' })
+  const [summary] = await cage.audit.list({ limit: 1, action: 'request.suppressed' })
   assert.equal(summary.detail.suppressed, 7)
-  assert.deepEqual(cage.audit.verify().ok, true)
+  assert.deepEqual((await cage.audit.verify()).ok, true)
 })
 
 test('GET /v1/audit filters and pages with a keyset cursor, both ways', async (t) => {
   const cage = await startCage(t)
-  for (let i = 0; i < 7; i++) cage.audit.append({ actor: i % 2 === 0 ? 'admin' : 'hub', action: i < 4 ? 'principal.enrol' : 'token.create', target: `t${i}`, source: '10.0.0.1', nowMs: 1_000 + i })
+  for (let i = 0; i < 7; i++) await cage.audit.append({ actor: i % 2 === 0 ? 'admin' : 'hub', action: i < 4 ? 'principal.enrol' : 'token.create', target: `t${i}`, source: '10.0.0.1', nowMs: 1_000 + i })
   const page1 = (await cage.call('GET', '/v1/audit?limit=3')).body
   assert.deepEqual(page1.items.map((e: { seq: number }) => e.seq), [1, 2, 3])
   assert.equal(page1.next, 3)
@@ -283,15 +283,15 @@ test('GET /v1/audit filters and pages with a keyset cursor, both ways', async (t
 
 test('GET /v1/audit/verify reports ok with the head, then the first broken entry after a tamper', async (t) => {
   const cage = await startCage(t)
-  for (let i = 0; i < 5; i++) cage.audit.append({ actor: 'admin', action: 'principal.enrol', target: `t${i}`, detail: { i } })
+  for (let i = 0; i < 5; i++) await cage.audit.append({ actor: 'admin', action: 'principal.enrol', target: `t${i}`, detail: { i } })
   const ok = await cage.call('GET', '/v1/audit/verify')
   assert.equal(ok.status, 200)
-  assert.deepEqual(ok.body, { ok: true, entries: 5, head: cage.audit.head() })
-  const anchor = cage.audit.head()!
+  assert.deepEqual(ok.body, { ok: true, entries: 5, head: await cage.audit.head() })
+  const anchor = (await cage.audit.head())!
   assert.equal((await cage.call('GET', `/v1/audit/verify?anchorSeq=${anchor.seq}&anchorHash=${anchor.hash}`)).body.ok, true)
   assertError(await cage.call('GET', `/v1/audit/verify?anchorSeq=${anchor.seq}`), 400, 'MN_ERR_BAD_REQUEST')
 
-  tamper(cage.file, 'UPDATE audit_log SET detail = ? WHERE seq = 3', '{"i":"rewritten"}')
+  await tamper(cage.sql, 'UPDATE audit_log SET detail = ? WHERE seq = 3', '{"i":"rewritten"}')
   const broken = await cage.call('GET', '/v1/audit/verify')
   assert.equal(broken.status, 200)
   assert.deepEqual(broken.body, { ok: false, brokenAt: 3, reason: 'hash does not match the entry\'s fields: the entry was altered after it was written', entries: 2 })
@@ -306,16 +306,16 @@ test('a recorder of refused requests can be shared: the plugin uses it and leave
   // What another hook (the identity hook's 401s, say) records counts against the same bounds.
   shared!.record({ key: 'elsewhere', actor: 'anonymous', action: 'request.unauthorized', target: '/v1/devices', source: '127.0.0.1' })
   for (let i = 0; i < 3; i++) await cage.call('GET', '/open', { as: 'device' })
-  assert.equal(cage.audit.list({ limit: 10, action: 'request.*' }).length, 2)
+  assert.equal((await cage.audit.list({ limit: 10, action: 'request.*' })).length, 2)
   await cage.app.close()
-  assert.equal(cage.audit.list({ limit: 10, action: 'request.suppressed' }).length, 0, 'not closed by the plugin')
-  shared!.close()
-  assert.equal(cage.audit.list({ limit: 10, action: 'request.suppressed' })[0].detail.suppressed, 2)
+  assert.equal((await cage.audit.list({ limit: 10, action: 'request.suppressed' })).length, 0, 'not closed by the plugin')
+  await shared!.close()
+  assert.equal((await cage.audit.list({ limit: 10, action: 'request.suppressed' }))[0].detail.suppressed, 2)
 })
 
 test('the routes fit the hub\'s OpenAPI document (@fastify/swagger)', async (t) => {
-  const { db } = await tempDb(t)
-  const audit = new AuditLog(db)
+  const { db, sql } = await tempDb(t)
+  const audit = new AuditLog(sql)
   const policies = new PolicyStore(db, { audit })
   const app = Fastify({ ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } } })
   t.after(() => app.close())

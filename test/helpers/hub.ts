@@ -31,7 +31,7 @@ export async function startTestHub (t: After, overrides: HubOptions = {}): Promi
   t.after(async () => {
     // Every hub a test ran must end with an intact audit chain (tests that close the
     // database under the hub on purpose are the exception).
-    const chain = hub.store.db.open ? hub.audit.verify() : { ok: true as const }
+    const chain = hub.store.db.open ? await hub.audit.verify() : { ok: true as const }
     await hub.close()
     if (!chain.ok) throw new Error(`audit chain broken at seq ${chain.brokenAt}: ${chain.reason}`)
   })
