@@ -24,7 +24,10 @@ Commands:
              --allow-anonymous   development mode: admit clients without credentials
              --log-level L       fatal|error|warn|info|debug|trace|silent
              --cluster URL       serve one fleet with other hub processes through this Redis
-                                 (redis://host:port); they share --data-dir (docs/operations.md)
+                                 (redis://host:port) (docs/operations.md)
+             --database URL      keep the records in this PostgreSQL database (postgres://…)
+                                 instead of the SQLite file in --data-dir: what processes on
+                                 several hosts share. MN_DATABASE_URL keeps the password out of ps.
              --broker-persistence durable|memory
                                  MQTT sessions and queues in SQLite (default) or in memory
   keygen     Make an ed25519 key pair and write it to a file
@@ -70,6 +73,7 @@ async function start (args: string[]): Promise<number> {
       'allow-anonymous': { type: 'boolean' },
       'log-level': { type: 'string' },
       cluster: { type: 'string' },
+      database: { type: 'string' },
       'broker-persistence': { type: 'string' },
     },
     strict: true,
@@ -85,6 +89,7 @@ async function start (args: string[]): Promise<number> {
     logLevel: (values['log-level'] as HubConfigInput['logLevel']) ?? fromFile.logLevel,
     adminToken: process.env.MN_ADMIN_TOKEN ?? fromFile.adminToken,
     cluster: values.cluster ? { ...fromFile.cluster, redisUrl: values.cluster } : fromFile.cluster,
+    databaseUrl: values.database ?? process.env.MN_DATABASE_URL ?? fromFile.databaseUrl,
     brokerPersistence: (values['broker-persistence'] as HubConfigInput['brokerPersistence']) ?? fromFile.brokerPersistence,
   }
   if (values['tls-cert'] || values['tls-key']) {

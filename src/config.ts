@@ -106,6 +106,13 @@ export interface HubConfig {
   brokerPersistence: 'durable' | 'memory'
   /** Several hub processes serving one fleet through one Redis (docs/operations.md); null: one process. */
   cluster: ClusterConfig | null
+  /**
+   * Where the records live (principals, state documents, policies, audit log, ZK tree and
+   * claims): null, the SQLite file metanode.db in dataDir; a postgres:// URL, a PostgreSQL
+   * database, which a fleet's processes on several hosts share. The password may also come
+   * from PGPASSWORD. Never logged with its password.
+   */
+  databaseUrl: string | null
   protocol: ProtocolLimits
   clients: ClientLimits
   /** Device state documents (docs/protocol.md §14). */
@@ -132,6 +139,7 @@ export const DEFAULT_CONFIG: HubConfig = Object.freeze({
   signAcks: false,
   brokerPersistence: 'durable',
   cluster: null,
+  databaseUrl: null,
   protocol: Object.freeze({
     skewMs: 120_000,
     payloadBytesMax: 64 * 1024,
@@ -229,6 +237,9 @@ export function resolveConfig (input: HubConfigInput = {}): Readonly<HubConfig> 
     if (typeof config.cluster.keyPrefix !== 'string' || !/^[\w:.-]{1,32}$/.test(config.cluster.keyPrefix)) {
       throw new ConfigError('cluster.keyPrefix must be 1 to 32 letters, digits, ":", ".", "_" or "-"')
     }
+  }
+  if (config.databaseUrl !== null && (typeof config.databaseUrl !== 'string' || !/^postgres(ql)?:\/\/[^\s]+$/.test(config.databaseUrl))) {
+    throw new ConfigError('databaseUrl must be a postgres:// or postgresql:// URL, or null for the SQLite file in dataDir')
   }
   if (config.tls) {
     requireString('tls.certFile', config.tls.certFile)

@@ -14,18 +14,24 @@ export interface HubProcessOptions {
   args?: string[]
   mqttPort?: number
   httpPort?: number
+  /**
+   * Environment the hub gets besides this process's (MN_ADMIN_TOKEN, MN_DATABASE_URL). Without
+   * MN_ADMIN_TOKEN the token comes from the data directory, as processes sharing it do.
+   */
+  env?: Record<string, string>
 }
 
 export interface HubProcess {
   child: ChildProcess
   mqttPort: number
   httpPort: number
-  /** The admin token the hub keeps in its data directory. */
+  /** The admin token: the one it was given, or the one it keeps in its data directory. */
   adminToken: string
   nodeId: string
-  /** The data directory and extra arguments it was started with, for a restart. */
+  /** The data directory, extra arguments and environment it was started with, for a restart. */
   dataDir: string
   args: string[]
+  env?: Record<string, string>
   /** Settles with the exit code (null after a signal) once the process has exited. */
   exited: Promise<number | null>
   /** SIGTERM, and waits for the exit. */
@@ -42,9 +48,10 @@ export async function startHubProcess (t: Pick<TestContext, 'after'>, options: H
     ...CLI, 'start', '--host', '127.0.0.1', '--data-dir', options.dataDir, '--log-level', 'info',
     '--mqtt-port', String(options.mqttPort ?? 0), '--http-port', String(options.httpPort ?? 0), ...extra,
   ]
-  // The token comes from the data directory, as a fleet's processes share it.
-  const env = { ...process.env }
+  const env: NodeJS.ProcessEnv = { ...process.env }
   delete env.MN_ADMIN_TOKEN
+  delete env.MN_DATABASE_URL
+  Object.assign(env, options.env)
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env })
   const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
   t.after(async () => {
@@ -67,9 +74,10 @@ export async function startHubProcess (t: Pick<TestContext, 'after'>, options: H
         mqttPort: entry.mqttPort!,
         httpPort: entry.httpPort!,
         nodeId: entry.nodeId!,
-        adminToken: readFileSync(join(options.dataDir, 'admin-token'), 'utf8').trim(),
+        adminToken: options.env?.MN_ADMIN_TOKEN ?? readFileSync(join(options.dataDir, 'admin-token'), 'utf8').trim(),
         dataDir: options.dataDir,
         args: extra,
+        env: options.env,
         exited,
         async stop () {
           child.kill('SIGTERM')
@@ -93,7 +101,7 @@ export async function startHubProcess (t: Pick<TestContext, 'after'>, options: H
  */
 export async function restartHubProcess (t: Pick<TestContext, 'after'>, previous: HubProcess, attempts = 3): Promise<HubProcess> {
   if (previous.child.exitCode === null && previous.child.signalCode === null) throw new Error('the hub is still running: stop or kill it first')
-  const options = { dataDir: previous.dataDir, args: previous.args, mqttPort: previous.mqttPort, httpPort: previous.httpPort }
+  const options = { dataDir: previous.dataDir, args: previous.args, env: previous.env, mqttPort: previous.mqttPort, httpPort: previous.httpPort }
   for (let attempt = 1; ; attempt++) {
     try {
       return await startHubProcess(t, options)
