@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import {
   AuditLog, GENESIS_HASH, actorOf, auditHash, canonicalAuditLine, type AuditEntry,
 } from '../../src/cage/audit.js'
 import { openPostgres } from '../../src/store/index.js'
-import { sqlEngines, testPostgres } from '../helpers/sql-engines.js'
+import { postgresEngine, sqlEngines, testPostgres } from '../helpers/sql-engines.js'
 import { tamper } from './helpers.js'
 
 async function fill (audit: AuditLog, n: number, startMs = 1_700_000_000_000): Promise<AuditEntry[]> {
@@ -204,7 +206,7 @@ for (const engine of sqlEngines()) {
   })
 }
 
-describe('the audit log of a fleet on one PostgreSQL database', { skip: sqlEngines()[1].skip }, () => {
+describe('the audit log of a fleet on one PostgreSQL database', { skip: postgresEngine.skip }, () => {
   test('hub processes appending at once extend one chain, without a fork or a gap', async t => {
     const url = await (await testPostgres()).createDatabase()
     const connections = await Promise.all([openPostgres({ url }), openPostgres({ url }), openPostgres({ url })])
@@ -216,5 +218,29 @@ describe('the audit log of a fleet on one PostgreSQL database', { skip: sqlEngin
     assert.equal(result.ok, true)
     assert.equal(result.ok && result.entries, 90)
     assert.deepEqual(await logs[2].head(), result.ok ? result.head : null)
+  })
+
+  test('the psql query of docs/http-cage.md verifies the chain and finds a tampered entry, as the hub does', async t => {
+    const url = await (await testPostgres()).createDatabase()
+    const db = await openPostgres({ url })
+    t.after(() => db.close())
+    const audit = new AuditLog(db)
+    const doc = readFileSync(new URL('../../docs/http-cage.md', import.meta.url), 'utf8')
+    const query = /### With psql[\s\S]*?```sql\n([\s\S]*?)```/.exec(doc)?.[1]
+    assert.ok(query, 'the doc has the psql query')
+    const psql = (): string => {
+      const run = spawnSync('psql', [url, '-At', '-v', 'ON_ERROR_STOP=1', '-c', query], { encoding: 'utf8' })
+      assert.equal(run.status, 0, run.stderr)
+      return run.stdout.trim()
+    }
+    assert.equal(psql(), `ok: 0 entries, head ${GENESIS_HASH}`)
+    await audit.append({ actor: 'principal:' + 'a'.repeat(32), action: 'security.alert', target: 'pipe|in target', source: null, detail: { text: 'line\nbreak\ttab \u2028 😀 ü', n: 1.5 } })
+    await audit.append({ actor: 'hub', action: 'hub.start' })
+    await fill(audit, 10)
+    const head = (await audit.head())!
+    assert.equal(psql(), `ok: 12 entries, head ${head.hash}`)
+    await tamper(db, "UPDATE audit_log SET detail = replace(detail, 'break', 'brake') WHERE seq = 1")
+    assert.equal(psql(), 'broken at seq 1')
+    assert.equal((await audit.verify()).ok === false, true, 'the hub agrees')
   })
 })
