@@ -237,10 +237,10 @@ async function benchTree (knobs: Knobs): Promise<TreeFigures> {
     log(`tree: prefilling ${int(knobs.leaves)} leaves${knobs.rebuild ? ' (honest: TreeStore rebuilds from the leaves)' : ''}`)
     const prefilled = await measure(() => prefill(store.db, knobs))
     const ids = prefilled.value
-    const rebuilt = knobs.rebuild ? await measure(() => new TreeStore(store.db)) : null
-    const reopen = await measure(() => new TreeStore(store.db))
+    const rebuilt = knobs.rebuild ? await measure(() => TreeStore.open(store.sql)) : null
+    const reopen = await measure(() => TreeStore.open(store.sql))
     const tree = reopen.value
-    if (tree.leafCount !== knobs.leaves) throw new Error(`the tree opened with ${tree.leafCount} leaves, not ${knobs.leaves}`)
+    if (await tree.leafCount() !== knobs.leaves) throw new Error(`the tree opened with ${await tree.leafCount()} leaves, not ${knobs.leaves}`)
 
     // The same state in memory, to time the hashing alone on the same appends.
     const row = store.db.prepare('SELECT leaf_count, root, frontier FROM zk_frontier WHERE id = 1').get() as { leaf_count: number, root: string, frontier: string }
@@ -249,10 +249,10 @@ async function benchTree (knobs: Knobs): Promise<TreeFigures> {
 
     log(`tree: ${int(knobs.appends)} persisted appends at ${int(knobs.leaves)} leaves`)
     const latency = new LatencyRecorder(knobs.appends)
-    const appends = await measure(() => {
+    const appends = await measure(async () => {
       for (let i = 0; i < knobs.appends; i++) {
         const t0 = performance.now()
-        tree.addCommitment(ids[knobs.leaves + i], leaves[i])
+        await tree.addCommitment(ids[knobs.leaves + i], leaves[i])
         latency.record(performance.now() - t0)
       }
     })
@@ -261,8 +261,8 @@ async function benchTree (knobs: Knobs): Promise<TreeFigures> {
     const inMemory = await measure(() => {
       for (const leaf of leaves) memory.append(leaf)
     })
-    if (memory.root.toString() !== tree.currentRoot()) throw new Error('the tree in memory and the persisted one disagree')
-    const page = await measure(() => tree.leaves(Math.floor(knobs.leaves / 2), 10_000).commitments.length)
+    if (memory.root.toString() !== await tree.currentRoot()) throw new Error('the tree in memory and the persisted one disagree')
+    const page = await measure(async () => (await tree.leaves(Math.floor(knobs.leaves / 2), 10_000)).commitments.length)
     return { prefill: prefilled, rebuilt, reopen, appends, appendP50, appendP99, inMemory, page }
   } finally {
     await store.close()

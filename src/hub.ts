@@ -116,7 +116,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       log.warn('!!! ANONYMOUS MODE: clients without credentials are admitted (outside mn/v1/ only). Development use only: never run a production hub with --allow-anonymous. !!!')
     }
 
-    const zkTree = new TreeStore(store.db)
+    const zkTree = await TreeStore.open(store.sql)
     const verifier = zkVerifier = lazyVerifier(circuitArtifact('verification_key.json'), { queueMax: config.zk.verifyQueueMax })
     const zkLog = log.child({ component: 'zklock' })
     // Accepted claims are bridged through the broker, which is made below.
@@ -126,7 +126,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       publish: (topic, payload) => broker ? broker.publish(topic, payload) : Promise.resolve(),
     })
     const claims = createClaimService({
-      db: store.db,
+      db: store.sql,
       tree: zkTree,
       verifier,
       epochs: { lengthMs: config.zk.epochLengthMs, reward: config.zk.reward },

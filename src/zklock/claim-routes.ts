@@ -135,7 +135,7 @@ export const claimRoutes: FastifyPluginCallback<ClaimRoutesOptions> = (app, opti
   app.get<{ Params: { nullifier: string } }>('/v1/zk/claims/:nullifier', {
     schema: { tags: ['zk'], summary: 'An accepted claim, by nullifier', params: { type: 'object', required: ['nullifier'], additionalProperties: false, properties: { nullifier: decimal } }, response: { 200: claimRecord } },
   }, async request => {
-    const found = claims.getClaim(request.params.nullifier)
+    const found = await claims.getClaim(request.params.nullifier)
     if (!found) throw new NotFoundError('no claim with this nullifier')
     return found
   })
@@ -144,7 +144,7 @@ export const claimRoutes: FastifyPluginCallback<ClaimRoutesOptions> = (app, opti
     schema: { tags: ['zk'], summary: "A recipient's balance", params: { type: 'object', required: ['recipient'], additionalProperties: false, properties: { recipient: hex64 } }, response: { 200: balanceSchema } },
   }, async request => {
     const recipient = canonicalRecipient(request.params.recipient)
-    return { recipient, balance: claims.balance(recipient) }
+    return { recipient, balance: await claims.balance(recipient) }
   })
 
   app.get('/v1/zk/epoch', {

@@ -5,11 +5,12 @@
  * nullifier not yet used), then rebuilds the four public signals itself (never taking them
  * from the prover: the amount is the configured reward) and verifies the proof in the worker
  * pool; finally it records the claim and credits the recipient in one transaction, where the
- * primary key on the nullifier refuses a second claim that raced this one.
+ * primary key on the nullifier refuses a second claim that raced this one, in this process or
+ * in another sharing the database.
  */
-import type { Database, Statement } from 'better-sqlite3'
 import { FIELD_P, claimSignalHash, publicSignalsArray } from '../../circuits/claim-inputs.js'
 import { BadRequestError, MetanodeError } from '../errors.js'
+import { constraintViolated, type SqlDatabase } from '../store/sql.js'
 import type { TreeStore } from './tree-store.js'
 import { QueueFullError, VerifierCrashedError, isWellFormedRequest } from './verifier-pool.js'
 
@@ -50,7 +51,7 @@ export interface EpochConfig {
 }
 
 export interface ClaimServiceOptions {
-  db: Database
+  db: SqlDatabase
   tree: Pick<TreeStore, 'isKnownRoot'>
   verifier: { verify (proof: unknown, publicSignals: string[]): Promise<boolean> }
   epochs: EpochConfig
@@ -111,9 +112,9 @@ export interface EpochInfo {
 
 export interface ClaimService {
   claim (request: ClaimRequest): Promise<ClaimResult>
-  getClaim (nullifier: string): ClaimRecord | undefined
+  getClaim (nullifier: string): Promise<ClaimRecord | undefined>
   /** 0 for a recipient never credited. */
-  balance (recipient: string): number
+  balance (recipient: string): Promise<number>
   currentEpoch (): EpochInfo
 }
 
@@ -144,11 +145,6 @@ export async function verifyOrBusy (verifier: ClaimServiceOptions['verifier'], p
   }
 }
 
-function isConstraintError (err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT')
-}
-
 interface ClaimRow { nullifier: string, epoch: number, recipient: string, amount: number, root: string, claimed_ms: number }
 
 export function createClaimService (options: ClaimServiceOptions): ClaimService {
@@ -157,18 +153,19 @@ export function createClaimService (options: ClaimServiceOptions): ClaimService 
   if (!Number.isSafeInteger(epochs.lengthMs) || epochs.lengthMs < 1) throw new RangeError('epochs.lengthMs must be a positive integer')
   if (!Number.isSafeInteger(epochs.reward) || epochs.reward < 0) throw new RangeError('epochs.reward must be a non-negative safe integer')
 
-  const getClaimStmt: Statement<[string], ClaimRow> = db.prepare('SELECT nullifier, epoch, recipient, amount, root, claimed_ms FROM zk_claims WHERE nullifier = ?')
-  const existsStmt = db.prepare<[string], number>('SELECT 1 FROM zk_claims WHERE nullifier = ?').pluck()
-  const insertStmt = db.prepare<[string, number, string, number, string, number]>('INSERT INTO zk_claims (nullifier, epoch, recipient, amount, root, claimed_ms) VALUES (?, ?, ?, ?, ?, ?)')
-  const creditStmt = db.prepare<[string, number], number>(
-    'INSERT INTO zk_balances (recipient, amount) VALUES (?, ?) ON CONFLICT (recipient) DO UPDATE SET amount = amount + excluded.amount RETURNING amount',
-  ).pluck()
-  const balanceStmt = db.prepare<[string], number>('SELECT amount FROM zk_balances WHERE recipient = ?').pluck()
+  const claimed = async (nullifier: string): Promise<boolean> =>
+    await db.get('SELECT nullifier FROM zk_claims WHERE nullifier = ?', [nullifier]) !== undefined
 
-  const record = db.transaction((nullifier: string, epoch: number, recipient: string, amount: number, root: string, claimedMs: number): number => {
-    insertStmt.run(nullifier, epoch, recipient, amount, root, claimedMs)
-    return creditStmt.get(recipient, amount)!
-  })
+  /** Records the claim and credits the recipient; the new balance. */
+  const record = (nullifier: string, epoch: number, recipient: string, amount: number, root: string, claimedMs: number): Promise<number> =>
+    db.transaction(async () => {
+      await db.run('INSERT INTO zk_claims (nullifier, epoch, recipient, amount, root, claimed_ms) VALUES (?, ?, ?, ?, ?, ?)', [nullifier, epoch, recipient, amount, root, claimedMs])
+      const credited = await db.get<{ amount: number }>(
+        'INSERT INTO zk_balances (recipient, amount) VALUES (?, ?) ON CONFLICT (recipient) DO UPDATE SET amount = zk_balances.amount + excluded.amount RETURNING amount',
+        [recipient, amount],
+      )
+      return credited!.amount
+    })
 
   function currentEpoch (): EpochInfo {
     const t = now()
@@ -185,8 +182,8 @@ export function createClaimService (options: ClaimServiceOptions): ClaimService 
     const epoch = request.epoch
     const current = currentEpoch().epoch
     if (epoch !== current) throw new ClaimError('stale_epoch', `claims are for the current epoch ${current}, not ${epoch}`)
-    if (!tree.isKnownRoot(root)) throw new ClaimError('unknown_root', 'the root is not a current or recent root of the identity tree')
-    if (existsStmt.get(nullifier) !== undefined) throw new ClaimError('double_claim', 'this identity has already claimed in this epoch')
+    if (!await tree.isKnownRoot(root)) throw new ClaimError('unknown_root', 'the root is not a current or recent root of the identity tree')
+    if (await claimed(nullifier)) throw new ClaimError('double_claim', 'this identity has already claimed in this epoch')
 
     // The public signals, rebuilt here: the proof must bind this recipient, the reward and the epoch.
     const amount = epochs.reward
@@ -200,9 +197,10 @@ export function createClaimService (options: ClaimServiceOptions): ClaimService 
     let balance: number
     const claimedMs = now()
     try {
-      balance = record.immediate(nullifier, epoch, recipient, amount, root, claimedMs)
+      balance = await record(nullifier, epoch, recipient, amount, root, claimedMs)
     } catch (err) {
-      if (isConstraintError(err) && existsStmt.get(nullifier) !== undefined) {
+      // The nullifier is zk_claims' only unique key: another claim with it committed first.
+      if (constraintViolated(err) === 'unique') {
         throw new ClaimError('double_claim', 'this identity has already claimed in this epoch', { cause: err })
       }
       throw err
@@ -212,20 +210,21 @@ export function createClaimService (options: ClaimServiceOptions): ClaimService 
     return result
   }
 
-  function getClaim (nullifier: string): ClaimRecord | undefined {
+  async function getClaim (nullifier: string): Promise<ClaimRecord | undefined> {
     let key: string
     try {
       key = canonicalField('nullifier', nullifier)
     } catch {
       return undefined
     }
-    const row = getClaimStmt.get(key)
+    const row = await db.get<ClaimRow>('SELECT nullifier, epoch, recipient, amount, root, claimed_ms FROM zk_claims WHERE nullifier = ?', [key])
     if (!row) return undefined
     return { nullifier: row.nullifier, epoch: row.epoch, recipient: row.recipient, amount: row.amount, root: row.root, claimed: row.claimed_ms }
   }
 
-  function balance (recipient: string): number {
-    return balanceStmt.get(canonicalRecipient(recipient)) ?? 0
+  async function balance (recipient: string): Promise<number> {
+    const row = await db.get<{ amount: number }>('SELECT amount FROM zk_balances WHERE recipient = ?', [canonicalRecipient(recipient)])
+    return row?.amount ?? 0
   }
 
   return { claim, getClaim, balance, currentEpoch }

@@ -45,7 +45,7 @@ export function createProofChecker (options: Pick<ClaimServiceOptions, 'tree' | 
         if (err instanceof BadRequestError) throw new ClaimError('bad_proof', err.message, { cause: err })
         throw err
       }
-      if (!tree.isKnownRoot(signals[0])) throw new ClaimError('unknown_root', 'the root is not a current or recent root of the identity tree')
+      if (!await tree.isKnownRoot(signals[0])) throw new ClaimError('unknown_root', 'the root is not a current or recent root of the identity tree')
       if (!isWellFormedRequest(proof, signals, signals.length)) throw new ClaimError('bad_proof', 'the proof is malformed')
       if (!await verifyOrBusy(verifier, proof, signals)) throw new ClaimError('bad_proof', 'the proof does not verify for these public signals')
       return { circuit, publicSignals: signals }

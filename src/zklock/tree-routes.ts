@@ -103,14 +103,17 @@ export const treeRoutes: FastifyPluginCallback<TreeRoutesOptions> = (app, option
       reply.header('www-authenticate', 'Bearer realm="metanode", MN1-Ed25519')
       throw new UnauthorizedError('a device signature or the admin token is required')
     }
-    const added = tree.addCommitment(deviceId, request.body.commitment)
+    const added = await tree.addCommitment(deviceId, request.body.commitment)
     request.log.info({ deviceId, index: added.index, leafCount: added.leafCount }, 'identity commitment added')
     return reply.code(201).send(added)
   })
 
   app.get('/v1/zk/roots', {
     schema: { tags: ['zk'], summary: 'The current root and the recent roots still accepted', response: { 200: rootsSchema } },
-  }, async () => ({ root: tree.currentRoot(), leafCount: tree.leafCount, history: tree.rootHistory, recent: tree.recentRoots() }))
+  }, async () => {
+    const { root, leafCount, recent } = await tree.roots()
+    return { root, leafCount, history: tree.rootHistory, recent }
+  })
 
   app.get<{ Querystring: { after?: string, limit?: string } }>('/v1/zk/leaves', {
     schema: { tags: ['zk'], summary: 'The leaves from index `after`, for apps that compute their own paths', querystring: leavesQuery, response: { 200: leavesSchema } },
@@ -118,7 +121,7 @@ export const treeRoutes: FastifyPluginCallback<TreeRoutesOptions> = (app, option
     const after = request.query.after === undefined ? 0 : Number(request.query.after)
     const limit = request.query.limit === undefined ? LEAVES_LIMIT_DEFAULT : Number(request.query.limit)
     if (limit < 1 || limit > LEAVES_LIMIT_MAX) throw new BadRequestError(`limit must be an integer in [1, ${LEAVES_LIMIT_MAX}]`)
-    return tree.leaves(after, limit)
+    return await tree.leaves(after, limit)
   })
 
   done()
