@@ -144,7 +144,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
 
     // Deltas go out through the broker, which is made next with the state handlers.
     const stateService = state = createStateService({
-      db: store.db,
+      db: store.sql,
       log: log.child({ component: 'state' }),
       limits: config.state,
       hubId: nodeKey.id,

@@ -111,7 +111,7 @@ export const stateRoutes: FastifyPluginCallback<StateRoutesOptions> = (app, opti
 
   app.get<{ Params: StateParams }>('', {
     schema: { tags: ['state'], summary: 'The device\'s whole state document', params: paramsSchema, response: { 200: stateDocumentSchema } },
-  }, async (request): Promise<StateDocument> => state.get(request.params.id))
+  }, async (request): Promise<StateDocument> => await state.get(request.params.id))
 
   app.patch<{ Params: StateParams, Body: PatchStateBody }>('', {
     schema: {
@@ -124,7 +124,7 @@ export const stateRoutes: FastifyPluginCallback<StateRoutesOptions> = (app, opti
   }, async (request, reply) => {
     const { id } = request.params
     try {
-      const document = state.patchDesired(id, request.body.desired, request.body.version)
+      const document = await state.patchDesired(id, request.body.desired, request.body.version)
       request.log.info({ deviceId: id, version: document.version }, 'desired state changed')
       return document
     } catch (err) {

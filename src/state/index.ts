@@ -1,5 +1,5 @@
 /**
- * Device state documents (docs/protocol.md §14): the pure document functions, the SQLite
+ * Device state documents (docs/protocol.md §14): the pure document functions, the
  * store, the service the HTTP routes and the MQTT handlers share, and those handlers.
  */
 export {

@@ -37,11 +37,11 @@ export function createStateMqtt (options: StateMqttOptions): StateMqtt {
   const { state, log } = options
 
   /** Runs a state operation for a message, turning the feature's errors into refused Acks. */
-  function forDevice<T> (message: Parameters<MessageHandler>[0], run: (deviceId: string) => T): T {
+  async function forDevice<T> (message: Parameters<MessageHandler>[0], run: (deviceId: string) => Promise<T>): Promise<T> {
     const { principal } = message
     if (principal.role !== 'device') throw refusal('not_a_device', `a ${principal.role} has no state document`)
     try {
-      return run(principal.id)
+      return await run(principal.id)
     } catch (err) {
       if (err instanceof NotFoundError) throw refusal('not_a_device', err.message)
       if (err instanceof PayloadTooLargeError) throw refusal('state_too_large', err.message)
@@ -52,9 +52,10 @@ export function createStateMqtt (options: StateMqttOptions): StateMqtt {
     }
   }
 
-  function sendPending (deviceId: string, why: string): void {
+  /** Never rejects: what goes wrong is logged, since the broker's hooks do not wait for it. */
+  async function sendPending (deviceId: string, why: string): Promise<void> {
     try {
-      if (state.sendDelta(deviceId)) log.debug({ deviceId, why }, 'pending state delta sent')
+      if (await state.sendDelta(deviceId)) log.debug({ deviceId, why }, 'pending state delta sent')
     } catch (err) {
       log.error({ err, deviceId }, 'could not read the pending state delta')
     }
@@ -62,16 +63,16 @@ export function createStateMqtt (options: StateMqttOptions): StateMqtt {
 
   const handlers = new Map<number, MessageHandler>([
     // Body checked by the pipeline (§5): {"reported": map}. Ack result: {"version"}.
-    [MessageType.StateUpdate, message => forDevice(message, deviceId => {
+    [MessageType.StateUpdate, message => forDevice(message, async deviceId => {
       const { reported } = message.envelope.body as { reported: unknown }
-      return { version: state.report(deviceId, reported).version }
+      return { version: (await state.report(deviceId, reported)).version }
     })],
     // Body {"version": uint}, the version the device last saw; this hub answers with the
     // whole document whatever it is. With an Ack asked for, the document is its result;
     // without, the device is sent its current delta (empty or not) as a StateUpdate.
-    [MessageType.StatusSync, message => forDevice(message, deviceId => {
-      if (message.envelope.ack) return state.get(deviceId)
-      state.sendDelta(deviceId, { evenIfEmpty: true })
+    [MessageType.StatusSync, message => forDevice(message, async deviceId => {
+      if (message.envelope.ack) return await state.get(deviceId)
+      await state.sendDelta(deviceId, { evenIfEmpty: true })
       return undefined
     })],
   ])
@@ -79,7 +80,7 @@ export function createStateMqtt (options: StateMqttOptions): StateMqtt {
   return {
     handlers,
     onPrincipalReady (principal) {
-      if (principal.role === 'device') sendPending(principal.id, 'session ready')
+      if (principal.role === 'device') void sendPending(principal.id, 'session ready')
     },
     onSubscribed (clientId, subscriptions) {
       // Only a device holds its down topic: §3 refuses it to anyone else (granted 128). Any
@@ -88,7 +89,7 @@ export function createStateMqtt (options: StateMqttOptions): StateMqtt {
         const topic = s.qos === SUBSCRIPTION_REFUSED ? null : parseDeviceTopic(s.topic)
         return topic !== null && topic.direction === 'down' && topic.id === clientId
       })
-      if (granted) sendPending(clientId, 'subscribed')
+      if (granted) void sendPending(clientId, 'subscribed')
     },
   }
 }

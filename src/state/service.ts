@@ -5,9 +5,9 @@
  * StateUpdate on its `down` topic; the MQTT side (mqtt.ts) also sends it when the device
  * comes back.
  */
-import type { Database } from 'better-sqlite3'
 import type { Logger } from 'pino'
 import type { StateLimits } from '../config.js'
+import type { SqlDatabase } from '../store/sql.js'
 import { BadRequestError, NotFoundError, PayloadTooLargeError } from '../errors.js'
 import { encodeEnvelope, idBytes, isPrincipalId, signEnvelope, MessageType, type Signer } from '../protocol/index.js'
 import {
@@ -29,7 +29,8 @@ export interface StateDocument {
 }
 
 export interface StateServiceOptions {
-  db: Database
+  /** The hub's database, SQLite or PostgreSQL: processes sharing it share the documents. */
+  db: SqlDatabase
   log: Logger
   limits: Readonly<StateLimits>
   /** The hub node's principal id: the src of the StateUpdates it sends. */
@@ -44,7 +45,7 @@ export interface StateServiceOptions {
 
 export interface StateService {
   /** NotFoundError for an unknown id or a principal that is not a device. */
-  get (deviceId: string): StateDocument
+  get (deviceId: string): Promise<StateDocument>
   /**
    * Merges patch into desired (RFC 7396: null deletes a key), as the next version, and
    * sends the device its delta. With expectedVersion, refuses with
@@ -52,14 +53,14 @@ export interface StateService {
    * made. BadRequestError for a patch that is not a JSON object within depthMax,
    * PayloadTooLargeError when the document would pass documentBytesMax, NotFoundError as get.
    */
-  patchDesired (deviceId: string, patch: unknown, expectedVersion?: number): StateDocument
+  patchDesired (deviceId: string, patch: unknown, expectedVersion?: number): Promise<StateDocument>
   /** Merges the device's report into reported, as the next version. Errors as patchDesired. */
-  report (deviceId: string, reported: unknown): StateDocument
+  report (deviceId: string, reported: unknown): Promise<StateDocument>
   /**
    * Sends the device its current delta as a StateUpdate: only when it is not empty, unless
    * `evenIfEmpty`. Returns whether one was sent; false also for unknown ids and non-devices.
    */
-  sendDelta (deviceId: string, options?: { evenIfEmpty?: boolean }): boolean
+  sendDelta (deviceId: string, options?: { evenIfEmpty?: boolean }): Promise<boolean>
   /** Stops sending and waits for StateUpdates already handed to the broker. Idempotent. */
   close (): Promise<void>
 }
@@ -78,6 +79,8 @@ export function createStateService (options: StateServiceOptions): StateService 
   for (const key of ['documentBytesMax', 'depthMax'] as const) {
     if (!Number.isSafeInteger(limits?.[key]) || limits[key] <= 0) throw new TypeError(`limits.${key} expected a positive integer, got ${String(limits?.[key])}`)
   }
+  // better-sqlite3's Database has a transaction() too, so this is what tells the two apart.
+  if (typeof options.db?.lock !== 'function' || typeof options.db.dialect !== 'string') throw new TypeError('db expected a SqlDatabase')
   if (typeof options.publishDown !== 'function') throw new TypeError('publishDown expected a function')
   const nowMs = options.nowMs ?? Date.now
   const store = new StateStore(options.db)
@@ -92,7 +95,9 @@ export function createStateService (options: StateServiceOptions): StateService 
     }
     const envelope = encodeEnvelope({ type: MessageType.StateUpdate, src: hubId, dst: deviceId, body: { delta, version } })
     const bytes = options.sign ? signEnvelope(envelope, idBytes(hubId), options.sign) : envelope
-    // Handed to the broker now, synchronously, so deltas leave in the order of their versions.
+    // Handed to the broker at once. Changes made at the same time (here or by another
+    // process) may send their deltas out of version order; a device ignores a delta older
+    // than one it handled (docs/protocol.md §14.2).
     const sent = options.publishDown(deviceId, bytes).then(
       () => { log.debug({ deviceId, version }, 'state delta sent') },
       err => { log.warn({ err, deviceId, version }, 'could not send a state delta') },
@@ -100,14 +105,14 @@ export function createStateService (options: StateServiceOptions): StateService 
     sending.add(sent)
   }
 
-  function change (deviceId: string, section: 'desired' | 'reported', patch: unknown, expectedVersion?: number): { before: OwnedState, after: StoredState } {
+  async function change (deviceId: string, section: 'desired' | 'reported', patch: unknown, expectedVersion?: number): Promise<{ before: OwnedState, after: StoredState }> {
     if (expectedVersion !== undefined && (!Number.isSafeInteger(expectedVersion) || expectedVersion < 0)) {
       throw new TypeError(`expectedVersion expected a non-negative integer, got ${String(expectedVersion)}`)
     }
     const problem = patchProblem(patch, limits.depthMax, section)
     if (problem !== null) throw new BadRequestError(problem)
     const at = nowMs()
-    const changed = store.update(deviceId, at, current => {
+    const changed = await store.update(deviceId, at, current => {
       requireDevice(deviceId, current)
       const { state } = current
       if (expectedVersion !== undefined && expectedVersion !== state.version) {
@@ -128,15 +133,15 @@ export function createStateService (options: StateServiceOptions): StateService 
   }
 
   return {
-    get (deviceId) {
-      const current = store.read(deviceId)
+    async get (deviceId) {
+      const current = await store.read(deviceId)
       if (current === undefined) throw unknown(deviceId)
       requireDevice(deviceId, current)
       return toDocument(current.state)
     },
 
-    patchDesired (deviceId, patch, expectedVersion) {
-      const { before, after } = change(deviceId, 'desired', patch, expectedVersion)
+    async patchDesired (deviceId, patch, expectedVersion) {
+      const { before, after } = await change(deviceId, 'desired', patch, expectedVersion)
       const document = toDocument(after)
       log.debug({ deviceId, version: after.version }, 'desired state changed')
       // A delta that this change emptied is sent too, so that a device still working
@@ -147,14 +152,15 @@ export function createStateService (options: StateServiceOptions): StateService 
       return document
     },
 
-    report (deviceId, reported) {
+    async report (deviceId, reported) {
       // No delta is sent after a report: a device that cannot reach a desired value would
       // otherwise be told again after each report, and answer with another report.
-      return toDocument(change(deviceId, 'reported', reported).after)
+      return toDocument((await change(deviceId, 'reported', reported)).after)
     },
 
-    sendDelta (deviceId, sendOptions = {}) {
-      const current = store.read(deviceId)
+    async sendDelta (deviceId, sendOptions = {}) {
+      if (closed) return false
+      const current = await store.read(deviceId)
       if (current === undefined || current.role !== 'device' || closed) return false
       const { state } = current
       const delta = computeDelta(state.desired, state.reported)

@@ -1,12 +1,13 @@
 /**
- * State documents in SQLite (table `device_states`, migration 2), through prepared
- * statements. Every change is one IMMEDIATE transaction that reads the document, lets the
- * caller check and compute the next one, and writes it: so changes to one document are
- * serialised, across requests and across processes sharing the file, and a version check
- * made inside `change` can never pass for two writers of the same version.
+ * State documents in the hub's database (table `device_states`, migration 2), on either
+ * engine. Every change is one transaction that takes the document's lock, reads the
+ * document, lets the caller check and compute the next one, and writes it: so changes to
+ * one document are serialised, across requests and across processes sharing the database,
+ * and a version check made inside `change` can never pass for two writers of the same
+ * version.
  */
-import type { Database, Statement } from 'better-sqlite3'
 import type { Role } from '../store/index.js'
+import type { SqlDatabase } from '../store/sql.js'
 import type { JsonObject, StateMeta } from './documents.js'
 
 /** A document as stored. Version 0 means none was ever written: the sections are empty. */
@@ -46,49 +47,57 @@ interface Row {
   updated_ms: number | null
 }
 
-export class StateStore {
-  readonly #db: Database
-  readonly #read: Statement<[string], Row>
-  readonly #write: Statement<[string, number, string, string, string, number]>
+// One read answers both questions: is there such a principal, and what is its document.
+const READ = `
+  SELECT p.role, p.revoked_ms, s.version, s.desired, s.reported, s.meta, s.updated_ms
+  FROM principals p LEFT JOIN device_states s ON s.device_id = p.id
+  WHERE p.id = ?`
 
-  constructor (db: Database) {
+// Writes the next version only over the version it was computed from. Under the document's
+// lock that always holds; the condition is what keeps an update from being lost should any
+// writer ever reach the row without the lock (PostgreSQL re-checks it on the newest row
+// version once a concurrent writer's row lock is released).
+const WRITE = `
+  INSERT INTO device_states (device_id, version, desired, reported, meta, updated_ms) VALUES (?, ?, ?, ?, ?, ?)
+  ON CONFLICT (device_id) DO UPDATE SET
+    version = excluded.version, desired = excluded.desired, reported = excluded.reported,
+    meta = excluded.meta, updated_ms = excluded.updated_ms
+  WHERE device_states.version = ?`
+
+export class StateStore {
+  readonly #db: SqlDatabase
+
+  constructor (db: SqlDatabase) {
     this.#db = db
-    // One read answers both questions: is there such a principal, and what is its document.
-    this.#read = db.prepare(`
-      SELECT p.role, p.revoked_ms, s.version, s.desired, s.reported, s.meta, s.updated_ms
-      FROM principals p LEFT JOIN device_states s ON s.device_id = p.id
-      WHERE p.id = ?`)
-    this.#write = db.prepare(`
-      INSERT INTO device_states (device_id, version, desired, reported, meta, updated_ms) VALUES (?, ?, ?, ?, ?, ?)
-      ON CONFLICT (device_id) DO UPDATE SET
-        version = excluded.version, desired = excluded.desired, reported = excluded.reported,
-        meta = excluded.meta, updated_ms = excluded.updated_ms`)
   }
 
   /** The principal's document (the empty one at version 0 when none was written); undefined for an unknown id. */
-  read (id: string): OwnedState | undefined {
-    const row = this.#read.get(id)
+  async read (id: string): Promise<OwnedState | undefined> {
+    const row = await this.#db.get<Row>(READ, [id])
     return row === undefined ? undefined : toOwned(row)
   }
 
   /**
    * Reads the document and hands it to `change`, which throws to refuse, and writes what
-   * it returns as the next version, at nowMs; all in one IMMEDIATE transaction. Returns
-   * what was read and what was written, or undefined when the id is unknown (nothing is
-   * written then).
+   * it returns as the next version, at nowMs; all in one transaction holding the
+   * document's lock. Returns what was read and what was written, or undefined when the id
+   * is unknown (nothing is written then).
    */
-  update (id: string, nowMs: number, change: (current: OwnedState) => StateChange): { before: OwnedState, after: StoredState } | undefined {
-    return this.#db.transaction(() => {
-      const current = this.read(id)
+  async update (id: string, nowMs: number, change: (current: OwnedState) => StateChange): Promise<{ before: OwnedState, after: StoredState } | undefined> {
+    return await this.#db.transaction(async () => {
+      // Taken before the read, so the read sees the last change of whoever held it before.
+      await this.#db.lock(`state:${id}`)
+      const current = await this.read(id)
       if (current === undefined) return undefined
       const next = change(current)
       const version = current.state.version + 1
       const desiredJson = next.desiredJson ?? JSON.stringify(next.desired)
       const reportedJson = next.reportedJson ?? JSON.stringify(next.reported)
-      this.#write.run(id, version, desiredJson, reportedJson, JSON.stringify(next.meta), nowMs)
+      const { changes } = await this.#db.run(WRITE, [id, version, desiredJson, reportedJson, JSON.stringify(next.meta), nowMs, current.state.version])
+      if (changes !== 1) throw new Error(`the state document of ${id} changed under a locked update (it was at version ${current.state.version})`)
       const after: StoredState = { version, desired: next.desired, reported: next.reported, meta: next.meta, updatedMs: nowMs }
       return { before: current, after }
-    }).immediate()
+    })
   }
 }
 

@@ -12,19 +12,19 @@ import { serviceFixture } from './helpers.js'
 const doc = readFileSync(fileURLToPath(new URL('../../docs/protocol.md', import.meta.url)), 'utf8')
 const section = doc.slice(doc.indexOf('\n## 14. Device state documents'))
 
-test('§14: the example document and the example merge are what the service makes', t => {
+test('§14: the example document and the example merge are what the service makes', async t => {
   const example = JSON.parse(/^```json\n([\s\S]*?)^```$/m.exec(section)![1])
-  const { state, enrol, clock } = serviceFixture(t)
-  const device = enrol()
+  const { state, enrol, clock } = await serviceFixture(t)
+  const device = await enrol()
   clock.nowMs = 1_767_225_600_000
-  state.patchDesired(device.id, { led: 'on', fan: { speed: 2, mode: 'auto' } })
+  await state.patchDesired(device.id, { led: 'on', fan: { speed: 2, mode: 'auto' } })
   clock.nowMs += 1_000
-  state.report(device.id, { led: 'on', fan: { speed: 1, mode: 'auto' }, firmware: '1.2.0' })
-  assert.deepEqual(state.get(device.id), example)
+  await state.report(device.id, { led: 'on', fan: { speed: 1, mode: 'auto' }, firmware: '1.2.0' })
+  assert.deepEqual(await state.get(device.id), example)
 
   const patch = JSON.parse(/^patch of desired +(.*)$/m.exec(section)![1])
   const after = JSON.parse(/^desired afterwards +(.*)$/m.exec(section)![1])
-  assert.deepEqual(state.patchDesired(device.id, patch).desired, after)
+  assert.deepEqual((await state.patchDesired(device.id, patch)).desired, after)
 })
 
 test('§14.3 and §5.1 list the state Ack codes exactly', () => {

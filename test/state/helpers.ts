@@ -1,16 +1,21 @@
 /**
- * Helpers for the state tests: a state service over a real SQLite store with a recording
- * publishDown, HTTP calls to a test hub, and a device's down messages decoded in order.
+ * Helpers for the state tests: a state service over a real database (either engine) with a
+ * recording publishDown, HTTP calls to a test hub, and a device's down messages decoded in
+ * order.
  */
+import { spawn } from 'node:child_process'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import type { TestContext } from 'node:test'
 import type { MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import type { Hub } from '../../src/hub.js'
-import { openStore, type Store } from '../../src/store/index.js'
+import { openPostgres, openSqlite, type SqlDatabase } from '../../src/store/index.js'
 import { createStateService, type StateService, type StateServiceOptions } from '../../src/state/service.js'
 import { parsePayload, type Envelope, type ParsedItem } from '../../src/protocol/index.js'
-import { collect, makeKeyPair, tempDir, type TestPrincipal } from '../helpers/hub.js'
+import { collect, makeKeyPair, type TestPrincipal } from '../helpers/hub.js'
+import { sqliteEngine, type SqlEngine } from '../helpers/sql-engines.js'
 
 type After = Pick<TestContext, 'after'>
 
@@ -25,21 +30,24 @@ export interface Published {
 }
 
 export interface ServiceFixture {
-  store: Store
+  db: SqlDatabase
   state: StateService
   published: Published[]
-  enrol (role?: TestPrincipal['role']): TestPrincipal
+  enrol (role?: TestPrincipal['role']): Promise<TestPrincipal>
   /** The clock the service reads; tests move it. */
   clock: { nowMs: number }
 }
 
-/** A state service over a real store in a temp dir; publishDown records what it was given. */
-export function serviceFixture (t: After, options: Partial<StateServiceOptions> = {}): ServiceFixture {
-  const store = openStore({ file: join(tempDir(t), 'hub.db') })
+/**
+ * A state service over a fresh database of the engine (or over `options.db`); publishDown
+ * records what it was given.
+ */
+export async function serviceFixture (t: After, engine: SqlEngine = sqliteEngine, options: Partial<StateServiceOptions> = {}): Promise<ServiceFixture> {
+  const db = options.db ?? await engine.open(t)
   const published: Published[] = []
   const clock = { nowMs: 1_767_225_600_000 }
   const state = createStateService({
-    db: store.db,
+    db,
     log: pino({ level: 'silent' }),
     limits: LIMITS,
     hubId: HUB_ID,
@@ -50,19 +58,84 @@ export function serviceFixture (t: After, options: Partial<StateServiceOptions> 
     },
     ...options,
   })
-  t.after(async () => {
-    await state.close()
-    await store.close()
-  })
+  t.after(() => state.close())
   return {
-    store,
+    db,
     state,
     published,
     clock,
-    enrol (role = 'device') {
-      const principal = makeKeyPair(role)
-      store.principals.create({ publicKey: principal.publicKey, role })
-      return principal
+    enrol: role => enrol(db, role),
+  }
+}
+
+/**
+ * Enrols a new principal by writing its row: the state service only reads principals, so
+ * its tests need no more of the principals' repository than the table.
+ */
+export async function enrol (db: SqlDatabase, role: TestPrincipal['role'] = 'device'): Promise<TestPrincipal> {
+  const principal = makeKeyPair(role)
+  await db.run('INSERT INTO principals (id, public_key, role, created_ms) VALUES (?, ?, ?, ?)', [principal.id, Buffer.from(principal.publicKey), role, Date.now()])
+  return principal
+}
+
+/**
+ * One fresh database of the engine: a connection to it, and what names it for another
+ * process (its URL, or the SQLite file's path).
+ */
+export async function sharedDatabase (t: After, engine: SqlEngine): Promise<{ db: SqlDatabase, target: string, open (): Promise<SqlDatabase> }> {
+  const { databaseUrl, dataDir } = await engine.fresh(t)
+  const target = databaseUrl ?? join(dataDir, 'metanode.db')
+  const open = async (): Promise<SqlDatabase> => {
+    const db = databaseUrl !== undefined ? await openPostgres({ url: databaseUrl }) : openSqlite(target)
+    t.after(() => db.close())
+    return db
+  }
+  // The first connection applies the schema, before anyone else opens the database.
+  return { db: await open(), target, open }
+}
+
+/** A change the state process is asked to make. */
+export interface RaceChange {
+  deviceId: string
+  section: 'desired' | 'reported'
+  patch: Record<string, unknown>
+  expectedVersion?: number
+}
+
+/** How a change went: its version, the version it conflicted at, or another error. */
+export type RaceOutcome = { ok: true, version: number } | { ok: false, conflictAt?: number, error?: string }
+
+export interface StateProcess {
+  /** Has the process make all the changes at once; resolves with their outcomes in order. */
+  make (changes: RaceChange[]): Promise<RaceOutcome[]>
+}
+
+const STATE_PROCESS = fileURLToPath(new URL('./state-process.ts', import.meta.url))
+
+/** Another process with a state service of its own on the database `target` names (state-process.ts). */
+export async function startStateProcess (t: After, target: string): Promise<StateProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', STATE_PROCESS, target], {
+    cwd: fileURLToPath(new URL('../..', import.meta.url)),
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
+  t.after(async () => {
+    // Its stdin ending is its cue to close the database and exit.
+    child.stdin.end()
+    await exited
+  })
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
+  const next = async (): Promise<string> => {
+    const line = await lines.next()
+    if (line.done === true) throw new Error('the state process exited')
+    return line.value
+  }
+  const greeting = await next()
+  if (greeting !== 'ready') throw new Error(`the state process said ${JSON.stringify(greeting)}, not ready`)
+  return {
+    async make (changes) {
+      child.stdin.write(JSON.stringify(changes) + '\n')
+      return JSON.parse(await next()) as RaceOutcome[]
     },
   }
 }

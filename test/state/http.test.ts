@@ -42,7 +42,7 @@ test('GET gives the whole document; PATCH merges desired (null deletes), increme
   assert.deepEqual((await call(hub, 'GET', path)).body, second.body)
 
   // Devices change reported over MQTT; here the hub's own service stands in for one.
-  hub.state.report(device.id, { fan: { speed: 2 }, tags: ['a'] })
+  await hub.state.report(device.id, { fan: { speed: 2 }, tags: ['a'] })
   const after = await call(hub, 'GET', path)
   assert.deepEqual(after.body.delta, { tags: ['a', null], new: 1 })
   assert.equal(after.body.version, 3)

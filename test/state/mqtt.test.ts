@@ -190,9 +190,9 @@ test('handlers: non-devices are refused with 101; unexpected failures are logged
   const failing = new Error('disk on fire')
   const calls: string[] = []
   const state = {
-    report (id: string) { calls.push(`report ${id}`); throw failing },
-    get (id: string) { calls.push(`get ${id}`); return { version: 0 } },
-    sendDelta (id: string) { calls.push(`sendDelta ${id}`); return false },
+    async report (id: string) { calls.push(`report ${id}`); throw failing },
+    async get (id: string) { calls.push(`get ${id}`); return { version: 0 } },
+    async sendDelta (id: string) { calls.push(`sendDelta ${id}`); return false },
   } as unknown as StateService
   const logged: unknown[] = []
   const log = pino({ level: 'error' }, { write: (line: string) => { logged.push(JSON.parse(line)) } })
@@ -225,7 +225,7 @@ test('handlers: non-devices are refused with 101; unexpected failures are logged
 
 test('hooks: the pending delta goes to a device whose session is ready or that subscribed to its own down topic, to no one else', () => {
   const sent: string[] = []
-  const state = { sendDelta (id: string) { sent.push(id); return true } } as unknown as StateService
+  const state = { async sendDelta (id: string) { sent.push(id); return true } } as unknown as StateService
   const mqtt = createStateMqtt({ state, log: pino({ level: 'silent' }) })
   const device = 'cd'.repeat(16)
   const other = 'ef'.repeat(16)
