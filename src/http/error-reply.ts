@@ -6,8 +6,9 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyRequest } from 'fastify'
 import {
-  BadRequestError, InternalError, MetanodeError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError,
+  BadRequestError, InternalError, MetanodeError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError,
 } from '../errors.js'
+import { databaseUnavailable } from '../store/sql.js'
 import { PATTERN_DESCRIPTIONS } from './schemas.js'
 
 export interface ErrorBody {
@@ -48,6 +49,10 @@ export function toMetanodeError (err: unknown, bodyLimitBytes: number): Metanode
       return new PayloadTooLargeError(`the request body is larger than ${bodyLimitBytes} bytes`)
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new UnsupportedMediaTypeError()
+  }
+  if (databaseUnavailable(err)) {
+    // The database is down or busy (a PostgreSQL server restarting, say): worth a retry.
+    return new ServiceUnavailableError('the database is unavailable; try again shortly', { cause: err })
   }
   const statusCode = fastifyError.statusCode ?? 500
   if (statusCode >= 400 && statusCode < 500 && typeof fastifyError.message === 'string') {

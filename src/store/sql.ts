@@ -66,3 +66,26 @@ export function constraintViolated (err: unknown): ConstraintKind | null {
   if (typeof code !== 'string') return null
   return SQLITE_CONSTRAINTS[code] ?? POSTGRES_CONSTRAINTS[code] ?? null
 }
+
+// SQLSTATE classes and codes that say "the server is not there or not taking work now",
+// as opposed to "this statement is wrong": connection exceptions (08), the server shutting
+// down or starting (57P01–57P03), too many connections (53300), a statement cancelled by
+// statement_timeout (57014).
+const POSTGRES_UNAVAILABLE = /^(08...|57P0[123]|53300|57014)$/
+const SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN'])
+// node-postgres's own errors about its connections carry no code, only these messages.
+const PG_CONNECTION_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end)/
+
+/**
+ * True when `err` says the database cannot be reached or is too busy (a server down, a
+ * network cut, SQLite's write lock held past the busy timeout by another process): the
+ * request may succeed later, so callers answer "unavailable" (HTTP 503, CONNACK 3), not 500.
+ */
+export function databaseUnavailable (err: unknown): boolean {
+  if (err === null || typeof err !== 'object') return false
+  const { code, message } = err as { code?: unknown, message?: unknown }
+  if (typeof code === 'string') {
+    return code === 'SQLITE_BUSY' || POSTGRES_UNAVAILABLE.test(code) || SOCKET_ERRORS.has(code)
+  }
+  return typeof message === 'string' && PG_CONNECTION_MESSAGES.test(message)
+}

@@ -3,10 +3,10 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { constraintViolated } from '../../src/store/sql.js'
-import { numberPlaceholders } from '../../src/store/postgres-sql.js'
+import { constraintViolated, databaseUnavailable } from '../../src/store/sql.js'
+import { PostgresSql, numberPlaceholders } from '../../src/store/postgres-sql.js'
 import { bumpChangeCounter, readChangeCounter } from '../../src/store/change-counters.js'
-import { sqlEngines } from '../helpers/sql-engines.js'
+import { postgresEngine, sqlEngines, testPostgres } from '../helpers/sql-engines.js'
 
 test('placeholders are numbered outside quotes only', () => {
   assert.equal(numberPlaceholders("SELECT ? AS a, '?' AS b, \"?\" AS c, ? AS d"), "SELECT $1 AS a, '?' AS b, \"?\" AS c, $2 AS d")
@@ -126,3 +126,23 @@ for (const engine of sqlEngines()) {
     })
   })
 }
+
+describe('an unreachable database', { skip: postgresEngine.skip }, () => {
+  test('is told apart from a wrong statement, before and after the server goes away', async t => {
+    const server = await testPostgres()
+    const db = new PostgresSql({ url: await server.createDatabase() })
+    t.after(() => db.close())
+    const failure = async (sql: string): Promise<unknown> => db.run(sql).then(() => null, (err: unknown) => err)
+    assert.equal(databaseUnavailable(await failure('SELEC 1')), false, 'a syntax error is the caller\'s')
+    assert.equal(databaseUnavailable(await failure("SELECT pg_terminate_backend(pg_backend_pid())")), true, 'a connection cut mid-statement')
+    const nowhere = new PostgresSql({ url: `postgres://postgres@127.0.0.1:${server.port}/no_such_database` })
+    t.after(() => nowhere.close())
+    assert.equal(databaseUnavailable(await nowhere.run('SELECT 1').then(() => null, (err: unknown) => err)), false, 'a missing database is a configuration error')
+    const closedPort = new PostgresSql({ url: 'postgres://postgres@127.0.0.1:1/x' })
+    t.after(() => closedPort.close())
+    assert.equal(databaseUnavailable(await closedPort.run('SELECT 1').then(() => null, (err: unknown) => err)), true, 'nothing listening')
+    assert.equal(databaseUnavailable({ code: 'SQLITE_BUSY' }), true)
+    assert.equal(databaseUnavailable({ code: 'SQLITE_CONSTRAINT_UNIQUE' }), false)
+    assert.equal(databaseUnavailable(null), false)
+  })
+})
