@@ -134,10 +134,10 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
     })
     const proofs = createProofChecker({ tree: zkTree, verifier })
     const audit = new AuditLog(store.sql)
-    policies = new PolicyStore(store.db, {
+    policies = await PolicyStore.open(store.sql, {
       audit,
       // In a cluster another process may change the rules in the shared database: each
-      // process looks for a change (PRAGMA data_version, one cheap read) every second.
+      // process reads the rules' change counter (one cheap query) every second.
       refreshIntervalMs: config.cluster ? 1_000 : 0,
       onRefreshError: err => log.error({ err }, 'the stored policy rules do not validate; the active set is kept'),
     })

@@ -172,13 +172,13 @@ const cageRoutes: FastifyPluginCallback<RoutesOptions> = (app, options, done) =>
   app.get('/v1/policies', {
     config, onRequest, schema: { tags: ['policies'], summary: 'The policy rules, in evaluation order', response: { 200: ruleListSchema } },
   }, async () => {
-    return { rules: policies.list() }
+    return { rules: await policies.list() }
   })
 
   app.put<{ Body: { rules: unknown[] } }>('/v1/policies', {
     config, onRequest, schema: { tags: ['policies'], summary: 'Replaces all rules at once', body: replaceBodySchema, response: { 200: ruleListSchema } },
   }, async (request) => {
-    const rules = policies.replaceAll(request.body.rules, requestAuditContext(request), 'body.rules')
+    const rules = await policies.replaceAll(request.body.rules, requestAuditContext(request), 'body.rules')
     request.log.info({ rules: rules.length }, 'policy rules replaced')
     return { rules }
   })
@@ -187,7 +187,7 @@ const cageRoutes: FastifyPluginCallback<RoutesOptions> = (app, options, done) =>
     config, onRequest, schema: { tags: ['policies'], summary: 'Adds a rule at `position` (last when absent)', body: createBodySchema, response: { 201: storedRuleSchema } },
   }, async (request, reply) => {
     const { position, ...rule } = request.body
-    const stored = policies.create(rule, position, requestAuditContext(request), 'body')
+    const stored = await policies.create(rule, position, requestAuditContext(request), 'body')
     request.log.info({ id: stored.id, position: stored.position }, 'policy rule added')
     return reply.code(201).header('location', `/v1/policies/${encodeURIComponent(stored.id)}`).send(stored)
   })
@@ -195,7 +195,7 @@ const cageRoutes: FastifyPluginCallback<RoutesOptions> = (app, options, done) =>
   app.get<{ Params: RuleIdParams }>('/v1/policies/:id', {
     config, onRequest, schema: { tags: ['policies'], summary: 'One rule', params: ruleIdParamsSchema, response: { 200: storedRuleSchema } },
   }, async (request) => {
-    const rule = policies.get(request.params.id)
+    const rule = await policies.get(request.params.id)
     if (rule === undefined) throw notFound(request.params.id)
     return rule
   })
@@ -203,7 +203,7 @@ const cageRoutes: FastifyPluginCallback<RoutesOptions> = (app, options, done) =>
   app.patch<{ Params: RuleIdParams, Body: Record<string, unknown> }>('/v1/policies/:id', {
     config, onRequest, schema: { tags: ['policies'], summary: 'Changes or moves a rule', params: ruleIdParamsSchema, body: patchBodySchema, response: { 200: storedRuleSchema } },
   }, async (request) => {
-    const rule = policies.update(request.params.id, request.body, requestAuditContext(request), 'body')
+    const rule = await policies.update(request.params.id, request.body, requestAuditContext(request), 'body')
     request.log.info({ id: rule.id }, 'policy rule changed')
     return rule
   })
@@ -211,7 +211,7 @@ const cageRoutes: FastifyPluginCallback<RoutesOptions> = (app, options, done) =>
   app.delete<{ Params: RuleIdParams }>('/v1/policies/:id', {
     config, onRequest, schema: { tags: ['policies'], summary: 'Removes a rule', params: ruleIdParamsSchema, response: { 200: storedRuleSchema } },
   }, async (request) => {
-    const rule = policies.delete(request.params.id, requestAuditContext(request))
+    const rule = await policies.delete(request.params.id, requestAuditContext(request))
     request.log.info({ id: rule.id }, 'policy rule removed')
     return rule
   })

@@ -48,7 +48,7 @@ test('the rule examples in the doc validate', () => {
 async function auditedDb (t: Parameters<typeof tempDb>[0]) {
   const temp = await tempDb(t)
   const audit = new AuditLog(temp.sql)
-  const store = new PolicyStore(temp.db, { audit })
+  const store = await PolicyStore.open(temp.sql, { audit })
   t.after(() => store.close())
   await store.create({ id: 'x', match: { path: '/x', headers: { 'x-a': '/a|b/' } }, action: { type: 'block', reason: 'çà ne va pas | "non"' } }, 1, { actor: 'admin', source: '::1' })
   await audit.append({ actor: 'principal:' + 'a'.repeat(32), action: 'security.alert', target: 'pipe|in target', source: null, detail: { text: 'line\nbreak\ttab \u2028 😀', n: 1.5 } })

@@ -3,11 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import BetterSqlite3 from 'better-sqlite3'
-import { openDatabase, SqliteSql, type Database, type SqlDatabase } from '../../src/store/index.js'
+import { openSqlite, SqliteSql, type SqlDatabase } from '../../src/store/index.js'
 
 export interface TempDb {
-  db: Database
-  /** The same connection as a SqlDatabase. */
   sql: SqliteSql
   file: string
 }
@@ -16,13 +14,12 @@ export interface TempDb {
 export async function tempDb (t: TestContext): Promise<TempDb> {
   const dir = await mkdtemp(join(tmpdir(), 'metanode-cage-'))
   const file = join(dir, 'hub.db')
-  const db = openDatabase(file)
-  const sql = new SqliteSql(db)
+  const sql = openSqlite(file)
   t.after(async () => {
     await sql.close()
     await rm(dir, { recursive: true, force: true })
   })
-  return { db, sql, file }
+  return { sql, file }
 }
 
 /**

@@ -64,10 +64,10 @@ const IDENTITIES: Record<string, Identity> = {
 }
 
 export async function startCage (t: TestContext, options: CageOptions = {}): Promise<CageApp> {
-  const { db, sql, file } = await tempDb(t)
+  const { sql, file } = await tempDb(t)
   const audit = new AuditLog(sql)
-  const policies = new PolicyStore(db, { audit, seedDefaults: options.seedDefaults ?? false })
-  if (options.rules !== undefined) policies.replaceAll(options.rules, { actor: 'hub' })
+  const policies = await PolicyStore.open(sql, { audit, seedDefaults: options.seedDefaults ?? false })
+  if (options.rules !== undefined) await policies.replaceAll(options.rules, { actor: 'hub' })
   // The hub's server settings that matter here: no coercion, unknown properties are a 400,
   // and its error replies.
   const app = Fastify({

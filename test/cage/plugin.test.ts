@@ -314,9 +314,10 @@ test('a recorder of refused requests can be shared: the plugin uses it and leave
 })
 
 test('the routes fit the hub\'s OpenAPI document (@fastify/swagger)', async (t) => {
-  const { db, sql } = await tempDb(t)
+  const { sql } = await tempDb(t)
   const audit = new AuditLog(sql)
-  const policies = new PolicyStore(db, { audit })
+  const policies = await PolicyStore.open(sql, { audit })
+  t.after(() => policies.close())
   const app = Fastify({ ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } } })
   t.after(() => app.close())
   app.decorateRequest('identity', null as never)
