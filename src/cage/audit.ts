@@ -210,10 +210,11 @@ export class AuditLog {
     const args: SqlValue[] = []
     if (action !== undefined) {
       if (action.endsWith('.*')) {
-        // A range on the (action, seq) index: `policy.` ≤ action < `policy/` ('/' follows '.').
+        // An exact prefix comparison: a range (`policy.` ≤ action < `policy/`) would depend on
+        // the collation, which on a PostgreSQL database with a locale ignores punctuation.
         const stem = action.slice(0, -1)
-        where.push('action >= ? AND action < ?')
-        args.push(stem, stem.slice(0, -1) + '/')
+        where.push('substr(action, 1, ?) = ?')
+        args.push(stem.length, stem)
       } else {
         where.push('action = ?')
         args.push(action)
