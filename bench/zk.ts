@@ -232,7 +232,7 @@ function prefill (db: Database, knobs: Knobs): string[] {
 
 async function benchTree (knobs: Knobs): Promise<TreeFigures> {
   const dir = mkdtempSync(join(knobs.dataDir, 'metanode-zk-bench-'))
-  const store = openStore({ file: join(dir, 'hub.db') })
+  const store = await openStore({ file: join(dir, 'hub.db') })
   try {
     log(`tree: prefilling ${int(knobs.leaves)} leaves${knobs.rebuild ? ' (honest: TreeStore rebuilds from the leaves)' : ''}`)
     const prefilled = await measure(() => prefill(store.db, knobs))

@@ -15,7 +15,7 @@ import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { FastifyInstance } from 'fastify'
 import { resolveConfig, type HubConfig, type HubConfigInput } from './config.js'
 import { createLogger, type Logger } from './log.js'
-import { openStore, type Store } from './store/index.js'
+import { openStore, type SqliteStore, type Store } from './store/index.js'
 import { createHttpServer, type HttpServerOptions } from './http/server.js'
 import { loadOrCreateAdminToken } from './http/admin-token.js'
 import { loadOrCreateNodeKey } from './node-key.js'
@@ -76,7 +76,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
   // Every part opened so far, closed in reverse order of need: listeners stop accepting,
   // HTTP (and its WebSocket clients) closes, the broker ends every MQTT session (so the
   // TCP servers can finish closing), and the store closes last, after in-flight writes.
-  let store: Store | null = null
+  let store: SqliteStore | null = null
   let broker: MetanodeBroker | null = null
   let state: StateService | null = null
   let policies: PolicyStore | null = null
@@ -107,7 +107,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
   }
 
   try {
-    store = openStore({ file: join(config.dataDir, 'metanode.db') })
+    store = await openStore({ file: join(config.dataDir, 'metanode.db') })
     const principals = store.principals
     const nodeKey = loadOrCreateNodeKey(config.dataDir)
     const adminToken = await loadOrCreateAdminToken({ dataDir: config.dataDir, token: config.adminToken, log: log.child({ component: 'admin-token' }) })

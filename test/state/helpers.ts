@@ -7,7 +7,7 @@ import type { TestContext } from 'node:test'
 import type { MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import type { Hub } from '../../src/hub.js'
-import { openStore, type Store } from '../../src/store/index.js'
+import { openSqlite, PrincipalStore, ProvisioningStore, type SqliteStore } from '../../src/store/index.js'
 import { createStateService, type StateService, type StateServiceOptions } from '../../src/state/service.js'
 import { parsePayload, type Envelope, type ParsedItem } from '../../src/protocol/index.js'
 import { collect, makeKeyPair, tempDir, type TestPrincipal } from '../helpers/hub.js'
@@ -25,7 +25,7 @@ export interface Published {
 }
 
 export interface ServiceFixture {
-  store: Store
+  store: SqliteStore
   state: StateService
   published: Published[]
   enrol (role?: TestPrincipal['role']): TestPrincipal
@@ -35,7 +35,11 @@ export interface ServiceFixture {
 
 /** A state service over a real store in a temp dir; publishDown records what it was given. */
 export function serviceFixture (t: After, options: Partial<StateServiceOptions> = {}): ServiceFixture {
-  const store = openStore({ file: join(tempDir(t), 'hub.db') })
+  // Assembled from the SQLite store's synchronous parts, so that the fixture and enrol()
+  // stay synchronous like the state tests that call them.
+  const sql = openSqlite(join(tempDir(t), 'hub.db'))
+  const principals = new PrincipalStore(sql)
+  const store: SqliteStore = { sql, db: sql.connection, principals, provisioning: new ProvisioningStore(sql, principals), close: () => sql.close() }
   const published: Published[] = []
   const clock = { nowMs: 1_767_225_600_000 }
   const state = createStateService({
@@ -61,7 +65,8 @@ export function serviceFixture (t: After, options: Partial<StateServiceOptions> 
     clock,
     enrol (role = 'device') {
       const principal = makeKeyPair(role)
-      store.principals.create({ publicKey: principal.publicKey, role })
+      sql.connection.prepare('INSERT INTO principals (id, public_key, role, name, created_ms) VALUES (?, ?, ?, NULL, ?)')
+        .run(principal.id, Buffer.from(principal.publicKey), role, Date.now())
       return principal
     },
   }

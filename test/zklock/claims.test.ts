@@ -44,10 +44,10 @@ const pool = createVerifierPool({ verificationKey: vkey, size: 2, queueMax: 64 }
 after(() => pool.close())
 
 async function service (t: TestContext, nowMs = NOW): Promise<ClaimService> {
-  const store = openStore({ file: join(await tempDir(t), 'hub.db') })
+  const store = await openStore({ file: join(await tempDir(t), 'hub.db') })
   t.after(() => store.close())
   const tree = new TreeStore(store.db)
-  const device = store.principals.create({ publicKey: hex(await newPublicKey()), role: 'device' }).id
+  const device = (await store.principals.create({ publicKey: hex(await newPublicKey()), role: 'device' })).id
   tree.addCommitment(device, identityLeaf(SECRET))
   assert.equal(tree.currentRoot(), root)
   return createClaimService({ db: store.db, tree, verifier: pool, epochs: { lengthMs: DAY, reward: REWARD }, nowMs: () => nowMs })

@@ -4,7 +4,7 @@ import { test, type TestContext } from 'node:test'
 import Fastify from 'fastify'
 import { poseidon2 } from 'poseidon-lite'
 import { SparseMerkleTree, identityLeaf, newIdentitySecret } from '../../circuits/claim-inputs.js'
-import { openStore, type Store } from '../../src/store/index.js'
+import { openStore, type SqliteStore, type Store } from '../../src/store/index.js'
 import { IncrementalMerkleTree, FIELD_P, zeros } from '../../src/zklock/tree.js'
 import { TreeStore } from '../../src/zklock/tree-store.js'
 import { treeRoutes } from '../../src/zklock/tree-routes.js'
@@ -25,12 +25,12 @@ function bruteForceRoot (leaves: bigint[], depth: number): bigint {
 const leavesN = (n: number): bigint[] => Array.from({ length: n }, (_, i) => identityLeaf(BigInt(i + 1)))
 
 async function device (store: Store): Promise<string> {
-  return store.principals.create({ publicKey: hex(await newPublicKey()), role: 'device' }).id
+  return (await store.principals.create({ publicKey: hex(await newPublicKey()), role: 'device' })).id
 }
 
-async function open (t: TestContext, options: ConstructorParameters<typeof TreeStore>[1] = {}, file?: string): Promise<{ store: Store, tree: TreeStore, file: string }> {
+async function open (t: TestContext, options: ConstructorParameters<typeof TreeStore>[1] = {}, file?: string): Promise<{ store: SqliteStore, tree: TreeStore, file: string }> {
   file ??= join(await tempDir(t), 'hub.db')
-  const store = openStore({ file })
+  const store = await openStore({ file })
   t.after(() => store.close())
   return { store, tree: new TreeStore(store.db, options), file }
 }
@@ -80,7 +80,7 @@ test('the store appends commitments, records roots and survives reopen', async t
   const sparse = new SparseMerkleTree()
   const roots: string[] = []
   {
-    const store = openStore({ file })
+    const store = await openStore({ file })
     const tree = new TreeStore(store.db)
     assert.equal(tree.currentRoot(), zeros(20)[20].toString())
     for (let i = 0; i < leaves.length; i++) {
@@ -93,7 +93,7 @@ test('the store appends commitments, records roots and survives reopen', async t
     }
     await store.close()
   }
-  const store = openStore({ file })
+  const store = await openStore({ file })
   t.after(() => store.close())
   const tree = new TreeStore(store.db)
   assert.equal(tree.leafCount, 5)
@@ -154,9 +154,9 @@ test('a second commitment, a duplicate, a value outside [1, p) and a non-device 
     assert.equal(status(() => tree.addCommitment(second, bad)), 400, String(bad))
   }
   assert.equal(status(() => tree.addCommitment('f'.repeat(32), b)), 404)
-  const service = store.principals.create({ publicKey: hex(await newPublicKey()), role: 'service' }).id
+  const service = (await store.principals.create({ publicKey: hex(await newPublicKey()), role: 'service' })).id
   assert.equal(status(() => tree.addCommitment(service, b)), 400)
-  store.principals.revoke(second, Date.now())
+  await store.principals.revoke(second, Date.now())
   assert.equal(status(() => tree.addCommitment(second, b)), 403)
   assert.equal(tree.leafCount, 1)
   assert.equal(store.db.prepare('SELECT count(*) FROM zk_roots').pluck().get(), 2, 'refusals record no root')
