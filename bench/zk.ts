@@ -232,10 +232,10 @@ function prefill (db: Database, knobs: Knobs): string[] {
 
 async function benchTree (knobs: Knobs): Promise<TreeFigures> {
   const dir = mkdtempSync(join(knobs.dataDir, 'metanode-zk-bench-'))
-  const store = openStore({ file: join(dir, 'hub.db') })
+  const store = await openStore({ file: join(dir, 'hub.db') })
   try {
     log(`tree: prefilling ${int(knobs.leaves)} leaves${knobs.rebuild ? ' (honest: TreeStore rebuilds from the leaves)' : ''}`)
-    const prefilled = await measure(() => prefill(store.db, knobs))
+    const prefilled = await measure(() => prefill(store.sql.connection, knobs))
     const ids = prefilled.value
     const rebuilt = knobs.rebuild ? await measure(() => TreeStore.open(store.sql)) : null
     const reopen = await measure(() => TreeStore.open(store.sql))
@@ -243,7 +243,7 @@ async function benchTree (knobs: Knobs): Promise<TreeFigures> {
     if (await tree.leafCount() !== knobs.leaves) throw new Error(`the tree opened with ${await tree.leafCount()} leaves, not ${knobs.leaves}`)
 
     // The same state in memory, to time the hashing alone on the same appends.
-    const row = store.db.prepare('SELECT leaf_count, root, frontier FROM zk_frontier WHERE id = 1').get() as { leaf_count: number, root: string, frontier: string }
+    const row = store.sql.connection.prepare('SELECT leaf_count, root, frontier FROM zk_frontier WHERE id = 1').get() as { leaf_count: number, root: string, frontier: string }
     const memory = new IncrementalMerkleTree(TREE_DEPTH, { size: row.leaf_count, frontier: (JSON.parse(row.frontier) as string[]).map(BigInt), root: BigInt(row.root) })
     const leaves = Array.from({ length: knobs.appends }, (_, i) => fieldOf(`append ${i}`))
 

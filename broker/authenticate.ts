@@ -36,28 +36,27 @@ export function createAuthenticate (ctx: BrokerContext) {
     // Aedes has already replaced the empty id by then, so the id as sent is kept from preConnect.
     if (state.sentClientId === '' && !state.cleanSession) return refuse(done, 2)
 
-    if (password === undefined && ctx.config.allowAnonymous) {
-      // An anonymous client must not take the id, and with it the session, of a principal.
-      if (state.sentClientId !== '' && ctx.directory.get(state.sentClientId)) return refuse(done, 5)
-      state.identity = { kind: 'anonymous' }
-      ctx.metrics.connects.inc({ result: 'anonymous' })
-      return done(null, true)
-    }
-
-    if (username === undefined || state.sentClientId !== username) return refuse(done, 5)
-    const principal = ctx.directory.get(username)
-    if (!principal) return refuse(done, 4)
-    const parsed = parseConnectPassword(password, principal.id)
-    if (!parsed) return refuse(done, 4)
+    const anonymous = password === undefined && ctx.config.allowAnonymous
+    if (!anonymous && (username === undefined || state.sentClientId !== username)) return refuse(done, 5)
 
     const accept = async (): Promise<number | null> => {
+      if (anonymous) {
+        // An anonymous client must not take the id, and with it the session, of a principal.
+        if (state.sentClientId !== '' && await ctx.directory.get(state.sentClientId)) return 5
+        state.identity = { kind: 'anonymous' }
+        return null
+      }
+      const principal = await ctx.directory.get(username!)
+      if (!principal) return 4
+      const parsed = parseConnectPassword(password, principal.id)
+      if (!parsed) return 4
       if (!await verifyEd25519(principal.key, parsed.signingInput, parsed.signature)) return 4
       const nowMs = Date.now()
       if (Math.abs(parsed.ts - nowMs) > skewMs) return 4
       const nonce = toHex(parsed.nonce)
       if (ctx.connectNonces.has(principal.id, nonce)) return 4
       // Read again: a revocation may have landed while the signature was being checked.
-      if (ctx.directory.get(principal.id)?.revoked !== false) return 5
+      if ((await ctx.directory.get(principal.id))?.revoked !== false) return 5
       if (ctx.fleetNonces) {
         // Cluster mode: a nonce used on another process is a replay too. Without an
         // answer from the fleet the CONNECT is refused as "server unavailable" (3).
@@ -65,7 +64,7 @@ export function createAuthenticate (ctx: BrokerContext) {
         if (fresh === null) return 3
         if (!fresh[0]) return 4
       }
-      const current = ctx.directory.get(principal.id)
+      const current = await ctx.directory.get(principal.id)
       if (!current || current.revoked) return 5
       ctx.connectNonces.add(principal.id, nonce, nowMs)
       state.identity = { kind: 'principal', id: principal.id, role: principal.role }
@@ -74,8 +73,12 @@ export function createAuthenticate (ctx: BrokerContext) {
     }
     accept().then(code => {
       if (code !== null) return refuse(done, code)
-      ctx.metrics.connects.inc({ result: 'accepted' })
+      ctx.metrics.connects.inc({ result: anonymous ? 'anonymous' : 'accepted' })
       done(null, true)
-    }, () => refuse(done, 4))
+    }, (err: unknown) => {
+      // The registry could not be read (the database is unreachable): "server unavailable".
+      ctx.log.warn({ err, clientId: client.id }, 'CONNECT refused: the principal could not be read')
+      refuse(done, 3)
+    })
   }
 }

@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { ReplayGuard, type Signer } from '../src/protocol/index.js'
 import type { HubConfig } from '../src/config.js'
-import { PrincipalDirectory, type PrincipalRecord, type Role } from '../src/auth/principal-keys.js'
+import { PrincipalDirectory, type PrincipalLookup, type Role } from '../src/auth/principal-keys.js'
 import { TokenBucket, BadPacketCounter } from './client-limits.js'
 import { guardPacketSize } from './packet-size-guard.js'
 import { InOrder } from './in-order.js'
@@ -26,14 +26,14 @@ import { createAuthorizeForward } from './authorize-forward.js'
 import type { BrokerContext, ClientState } from './context.js'
 
 export { FeatureRejection, type MessageHandler, type FeatureHandler, type AcceptedMessage } from './up-pipeline.js'
-export type { PrincipalRecord, Role } from '../src/auth/principal-keys.js'
+export type { PrincipalRecord, PrincipalLookup, Role } from '../src/auth/principal-keys.js'
 
 export interface BrokerOptions {
   config: Readonly<HubConfig>
   /** The hub node's principal id: the src of Acks and key 10 of bridge records. */
   hubId: string
-  /** Reads a principal from the registry. */
-  lookupPrincipal: (id: string) => PrincipalRecord | undefined
+  /** Reads a principal from the registry (the directory caches what it answers). */
+  lookupPrincipal: PrincipalLookup
   log: Logger
   registry: Registry
   /** Signs Acks with the hub's key when set. */
@@ -185,8 +185,14 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
     // A CONNECT that raced a revocation registers after it: look once more now. A
     // revocation drops the cached entry (revoke below), so this reads the store only then.
     if (identity?.kind === 'principal') {
-      if (ctx.directory.get(identity.id)?.revoked !== false) return client.close()
-      options.onPrincipalReady?.({ id: identity.id, role: identity.role })
+      ctx.directory.get(identity.id).then(principal => {
+        if (principal?.revoked !== false) return client.close()
+        options.onPrincipalReady?.({ id: identity.id, role: identity.role })
+      }, (err: unknown) => {
+        // Whether it was revoked cannot be told now: the session ends, the client reconnects.
+        log.warn({ err, clientId: client.id }, 'the principal could not be read again; closing the new session')
+        client.close()
+      })
     }
   })
   aedes.on('clientDisconnect', () => metrics.clients.dec())

@@ -24,7 +24,7 @@ export interface DownSenderOptions {
 export function createDownSender (options: DownSenderOptions): SendToDevice {
   const { principals, nodeKey, broker } = options
   return async (deviceId, message, waitMs) => {
-    const device = principals.get(deviceId)
+    const device = await principals.get(deviceId)
     if (!device || device.role !== 'device') throw new NotFoundError(`no device with id ${JSON.stringify(deviceId)}`)
     if (device.revoked !== null) throw new ConflictError('that device is revoked')
     const id = randomBytes(16)

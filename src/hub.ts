@@ -14,7 +14,7 @@ import { WebSocketServer, createWebSocketStream } from 'ws'
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { FastifyInstance } from 'fastify'
 import { resolveConfig, type HubConfig, type HubConfigInput } from './config.js'
-import { createLogger, type Logger } from './log.js'
+import { createLogger, redactUrl, type Logger } from './log.js'
 import { openStore, type Store } from './store/index.js'
 import { createHttpServer, type HttpServerOptions } from './http/server.js'
 import { loadOrCreateAdminToken } from './http/admin-token.js'
@@ -107,7 +107,10 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
   }
 
   try {
-    store = openStore({ file: join(config.dataDir, 'metanode.db') })
+    store = config.databaseUrl
+      ? await openStore({ url: config.databaseUrl, onIdleError: err => log.warn({ err }, 'a PostgreSQL connection failed while idle; the pool replaces it') })
+      : await openStore({ file: join(config.dataDir, 'metanode.db') })
+    log.info({ database: config.databaseUrl ? redactUrl(config.databaseUrl) : join(config.dataDir, 'metanode.db') }, 'records database open')
     const principals = store.principals
     const nodeKey = loadOrCreateNodeKey(config.dataDir)
     const adminToken = await loadOrCreateAdminToken({ dataDir: config.dataDir, token: config.adminToken, log: log.child({ component: 'admin-token' }) })

@@ -20,3 +20,14 @@ export function createLogger (level: string, destination?: DestinationStream): L
     },
   }, destination)
 }
+
+/** A server URL (Redis, PostgreSQL) without its password, for logs. */
+export function redactUrl (url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return '(unparsable url)'
+  }
+}

@@ -46,49 +46,85 @@ export function verifyEd25519 (key: KeyObject, message: Uint8Array, signature: U
   })
 }
 
+/** Reads one principal from the store: undefined when the id is unknown. */
+export type PrincipalLookup = (id: string) => Promise<PrincipalRecord | undefined> | PrincipalRecord | undefined
+
+type CachedPrincipal = KnownPrincipal & { cachedMs: number }
+
+interface PendingLookup {
+  promise: Promise<KnownPrincipal | undefined>
+  /** Set by forget(): the store may have changed since this lookup read it, so it must not be cached. */
+  forgotten: boolean
+}
+
 /**
  * A bounded cache in front of the principal store. Entries go when a principal is
  * revoked (forget) and, past `maxEntries`, in insertion order. With `revalidateMs` (cluster
  * mode, where another process may revoke without this one hearing of it) an entry older
  * than that is read again before use.
+ *
+ * A cached entry is answered without touching the store; lookups of one id that miss at the
+ * same time share one read of the store.
  */
 export class PrincipalDirectory {
-  readonly #lookup: (id: string) => PrincipalRecord | undefined
-  readonly #cache = new Map<string, KnownPrincipal & { cachedMs: number }>()
+  readonly #lookup: PrincipalLookup
+  readonly #cache = new Map<string, CachedPrincipal>()
+  readonly #pending = new Map<string, PendingLookup>()
   readonly #maxEntries: number
   readonly #revalidateMs: number
 
-  constructor (lookup: (id: string) => PrincipalRecord | undefined, maxEntries = 100_000, revalidateMs = Infinity) {
+  constructor (lookup: PrincipalLookup, maxEntries = 100_000, revalidateMs = Infinity) {
     this.#lookup = lookup
     this.#maxEntries = maxEntries
     this.#revalidateMs = revalidateMs
   }
 
-  get (id: string): KnownPrincipal | undefined {
+  /** The principal, or undefined when the id is unknown; rejects when the store cannot be read. */
+  get (id: string): Promise<KnownPrincipal | undefined> {
     const cached = this.#cache.get(id)
-    if (cached && (this.#revalidateMs === Infinity || Date.now() - cached.cachedMs < this.#revalidateMs)) return cached
-    const record = this.#lookup(id)
+    if (cached && (this.#revalidateMs === Infinity || Date.now() - cached.cachedMs < this.#revalidateMs)) return Promise.resolve(cached)
+    const pending = this.#pending.get(id)
+    if (pending) return pending.promise
+    const lookup: PendingLookup = { promise: Promise.resolve(undefined), forgotten: false }
+    lookup.promise = this.#read(id, lookup).finally(() => {
+      if (this.#pending.get(id) === lookup) this.#pending.delete(id)
+    })
+    this.#pending.set(id, lookup)
+    return lookup.promise
+  }
+
+  /** Drops the cached entry so the next lookup reads the store (after a revocation). */
+  forget (id: string): void {
+    this.#cache.delete(id)
+    const pending = this.#pending.get(id)
+    if (pending) {
+      // A read already under way may predate the revocation: its answer goes to those who
+      // asked, but neither into the cache nor to those who ask from now on.
+      pending.forgotten = true
+      this.#pending.delete(id)
+    }
+  }
+
+  async #read (id: string, lookup: PendingLookup): Promise<KnownPrincipal | undefined> {
+    const record = await this.#lookup(id)
     if (!record) return undefined
+    const cached = lookup.forgotten ? undefined : this.#cache.get(id)
     if (cached && cached.revoked === (record.revoked !== null)) {
       cached.cachedMs = Date.now()
       return cached
     }
-    const known: KnownPrincipal & { cachedMs: number } = {
+    const known: CachedPrincipal = {
       id: record.id,
       role: record.role,
       revoked: record.revoked !== null,
       key: ed25519PublicKeyObject(Buffer.from(record.publicKey, 'hex')),
       cachedMs: Date.now(),
     }
-    if (this.#cache.size >= this.#maxEntries) {
+    if (lookup.forgotten) return known
+    if (this.#cache.size >= this.#maxEntries && !this.#cache.has(id)) {
       this.#cache.delete(this.#cache.keys().next().value as string)
     }
     this.#cache.set(id, known)
     return known
-  }
-
-  /** Drops the cached entry so the next lookup reads the store (after a revocation). */
-  forget (id: string): void {
-    this.#cache.delete(id)
   }
 }

@@ -14,6 +14,7 @@
 import { once } from 'node:events'
 import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
+import { redactUrl } from '../log.js'
 import type { ClusterConfig } from '../config.js'
 import type { FleetIds } from './fleet-ids.js'
 
@@ -40,16 +41,6 @@ export interface FleetFacts {
 
 const PRINCIPAL_ID = /^[0-9a-f]{32}$/
 
-/** The URL without its password, for logs. */
-export function redactRedisUrl (url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password) u.password = '***'
-    return u.toString()
-  } catch {
-    return 'redis://(unparsable url)'
-  }
-}
 
 export async function connectFleet (config: ClusterConfig, log: Logger): Promise<FleetFacts> {
   const connections: Redis[] = []
@@ -75,7 +66,7 @@ export async function connectFleet (config: ClusterConfig, log: Logger): Promise
     if (channel !== revokedChannel || !PRINCIPAL_ID.test(message)) return
     for (const listener of listeners) listener(message)
   })
-  log.info({ redis: redactRedisUrl(config.redisUrl), keyPrefix: config.keyPrefix }, 'cluster mode: sharing the fleet through redis')
+  log.info({ redis: redactUrl(config.redisUrl), keyPrefix: config.keyPrefix }, 'cluster mode: sharing the fleet through redis')
 
   let closed: Promise<void> | null = null
   return {

@@ -42,7 +42,7 @@ export const devicesRoutes: FastifyPluginCallback<DevicesRoutesOptions> = (app, 
     const { role, revoked, after } = request.query
     const limit = request.query.limit === undefined ? LIST_LIMIT_DEFAULT : Number(request.query.limit)
     // One row more than asked tells whether another page exists, without a second query.
-    const rows = principals.list({
+    const rows = await principals.list({
       role,
       revoked: revoked === undefined ? undefined : revoked === 'true',
       limit: limit + 1,
@@ -55,7 +55,7 @@ export const devicesRoutes: FastifyPluginCallback<DevicesRoutesOptions> = (app, 
   app.get<{ Params: IdParams }>('/:id', {
     schema: { params: idParamsSchema, response: { 200: principalSchema } },
   }, async (request) => {
-    return found(principals.get(request.params.id), request.params.id)
+    return found(await principals.get(request.params.id), request.params.id)
   })
 
   app.patch<{ Params: IdParams, Body: { name: string | null } }>('/:id', {

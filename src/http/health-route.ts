@@ -7,7 +7,7 @@ import type { FastifyPluginCallback } from 'fastify'
 export interface HealthRouteOptions {
   isReady: () => boolean
   /** Deeper checks for /readyz (the database answers, say); each throws when not ready. */
-  readinessChecks?: Record<string, () => void>
+  readinessChecks?: Record<string, () => void | Promise<void>>
 }
 
 const healthSchema = {
@@ -38,7 +38,7 @@ export const healthRoute: FastifyPluginCallback<HealthRouteOptions> = (app, opti
     const checks: Record<string, string> = { listeners: options.isReady() ? 'ok' : 'starting' }
     for (const [name, check] of Object.entries(options.readinessChecks ?? {})) {
       try {
-        check()
+        await check()
         checks[name] = 'ok'
       } catch (err) {
         request.log.warn({ err, check: name }, 'readiness check failed')

@@ -88,7 +88,7 @@ async function verifySignedRequest (request: FastifyRequest, options: IdentityOp
   const digestHeader = request.headers['content-digest']
   const digest = digestHeader === undefined ? EMPTY_BODY_DIGEST : parseContentDigest(String(digestHeader))
   if (!digest) throw new BadRequestError('Content-Digest must be "sha-256=:<base64>:"')
-  const principal = options.principals.get(auth.id)
+  const principal = await options.principals.get(auth.id)
   if (!principal) throw unauthorized(reply, 'unknown principal or bad signature')
   const input = httpSigningInput(request.method, request.url, auth.ts, auth.nonce, digest)
   // Same order as CONNECT (§2): signature, window, nonce, then revocation, so that only the

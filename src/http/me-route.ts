@@ -13,7 +13,7 @@ export const meRoute: FastifyPluginCallback<MeRouteOptions> = (app, options, don
   app.get('/v1/me', async request => {
     const { identity } = request
     if (identity.kind !== 'principal') return { kind: identity.kind }
-    return { kind: 'principal', principal: options.principals.get(identity.id) }
+    return { kind: 'principal', principal: await options.principals.get(identity.id) }
   })
   done()
 }

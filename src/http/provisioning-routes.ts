@@ -85,7 +85,7 @@ export const provisioningRoutes: FastifyPluginCallback<ProvisioningRoutesOptions
     })
     admin.get('/v1/provisioning-tokens', {
       schema: { tags: ['provisioning'], response: { 200: { type: 'object', properties: { items: { type: 'array', items: tokenSchema } } } } },
-    }, async () => ({ items: provisioning.list() }))
+    }, async () => ({ items: await provisioning.list() }))
     admin.delete<{ Params: { id: string } }>('/v1/provisioning-tokens/:id', {
       schema: {
         tags: ['provisioning'],

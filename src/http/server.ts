@@ -129,7 +129,7 @@ export function createHttpServer (options: HttpServerOptions): FastifyInstance {
   if (options.policies && options.audit) app.register(cage, { policies: options.policies, audit: options.audit, fleetRateCounter: options.fleetRateCounter })
   app.register(healthRoute, {
     isReady: options.isReady ?? (() => true),
-    readinessChecks: { database: () => { options.store.principals.count() } },
+    readinessChecks: { database: async () => { await options.store.principals.count() } },
   })
   app.register(meRoute, { principals: options.store.principals })
   app.register(provisioningRoutes, {

@@ -1,10 +1,12 @@
 /**
- * The hub's SQLite store: one database file and the tables' repositories over it.
+ * The hub's store: one database (the embedded SQLite file, or a PostgreSQL server shared by
+ * a fleet's hosts) and the repositories of the registry over it.
  */
-import { openDatabase, type Database } from './database.js'
+import { openPostgres, openSqlite, type Database } from './database.js'
 import { PrincipalStore } from './principals.js'
 import { ProvisioningStore } from './provisioning.js'
-import { SqliteSql } from './sqlite-sql.js'
+import type { PostgresOptions, PostgresSql } from './postgres-sql.js'
+import type { SqliteSql } from './sqlite-sql.js'
 import type { SqlDatabase } from './sql.js'
 
 export { openDatabase, openSqlite, openPostgres, BUSY_TIMEOUT_MS } from './database.js'
@@ -21,14 +23,21 @@ export {
 export { ProvisioningStore, type ProvisioningToken, type CreateTokenInput } from './provisioning.js'
 export type { Database }
 
-export interface StoreOptions {
+export interface SqliteStoreOptions {
   /** Path of the SQLite file; its directory is created (mode 0700) when missing. */
   file: string
+  url?: undefined
 }
 
+/** A PostgreSQL database (its URL, pool size, statement timeout), for hub processes on several hosts. */
+export interface PostgresStoreOptions extends PostgresOptions {
+  file?: undefined
+}
+
+export type StoreOptions = SqliteStoreOptions | PostgresStoreOptions
+
 export interface Store {
-  readonly db: Database
-  /** The same database, through the interface both engines implement. */
+  /** The database, through the interface both engines implement. */
   readonly sql: SqlDatabase
   readonly principals: PrincipalStore
   readonly provisioning: ProvisioningStore
@@ -36,28 +45,31 @@ export interface Store {
   close (): Promise<void>
 }
 
-export function openStore (options: StoreOptions): Store {
-  const db = openDatabase(options.file)
-  const sql = new SqliteSql(db)
-  let principals: PrincipalStore
-  let provisioning: ProvisioningStore
-  try {
-    principals = new PrincipalStore(db)
-    provisioning = new ProvisioningStore(db, principals)
-  } catch (err) {
-    db.close()
-    throw err
+export interface SqliteStore extends Store {
+  readonly sql: SqliteSql
+}
+
+export interface PostgresStore extends Store {
+  readonly sql: PostgresSql
+}
+
+/** Opens the SQLite file (`{ file }`) or the PostgreSQL database (`{ url }`), its schema brought up to date. */
+export async function openStore (options: SqliteStoreOptions): Promise<SqliteStore>
+export async function openStore (options: PostgresStoreOptions): Promise<PostgresStore>
+export async function openStore (options: StoreOptions): Promise<Store>
+export async function openStore (options: StoreOptions): Promise<Store> {
+  if (options.url !== undefined) {
+    return repositories(await openPostgres(options))
   }
-  let closed = false
+  return repositories(openSqlite(options.file))
+}
+
+function repositories<Sql extends SqlDatabase> (sql: Sql): Store & { sql: Sql } {
+  const principals = new PrincipalStore(sql)
   return {
-    db,
     sql,
     principals,
-    provisioning,
-    async close () {
-      if (closed) return
-      closed = true
-      await sql.close()
-    },
+    provisioning: new ProvisioningStore(sql, principals),
+    close: () => sql.close(),
   }
 }

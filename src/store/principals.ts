@@ -1,9 +1,9 @@
 /**
  * The registry of principals (protocol-v1 §1, §8): enrolment, lookup, listing and
- * revocation, all through prepared statements.
+ * revocation, on either engine (SqlDatabase).
  */
-import type { Database, Statement } from 'better-sqlite3'
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.js'
+import { constraintViolated, type SqlDatabase, type SqlValue } from './sql.js'
 import { parsePublicKey, principalIdFromPublicKey } from './public-key.js'
 
 export const ROLES = Object.freeze(['device', 'service', 'node'] as const)
@@ -63,32 +63,17 @@ interface Row {
 }
 
 const COLUMNS = 'id, public_key, role, name, created_ms, revoked_ms'
+const SELECT_BY_ID = `SELECT ${COLUMNS} FROM principals WHERE id = ?`
 
 export class PrincipalStore {
-  readonly #db: Database
-  readonly #insert: Statement<[string, Buffer, string, string | null, number]>
-  readonly #get: Statement<[string], Row>
-  readonly #getPublicKey: Statement<[string], { public_key: Buffer }>
-  readonly #revoke: Statement<[number, string]>
-  readonly #rename: Statement<[string | null, string]>
-  readonly #setProvisionedBy: Statement<[string, string]>
-  readonly #count: Statement<[], { n: number }>
-  /** One statement per combination of list filters: at most 2 × 3 × 2 = 12. */
-  readonly #listStatements = new Map<string, Statement<unknown[], Row>>()
+  readonly #db: SqlDatabase
 
-  constructor (db: Database) {
+  constructor (db: SqlDatabase) {
     this.#db = db
-    this.#insert = db.prepare(`INSERT INTO principals (${COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL)`)
-    this.#get = db.prepare(`SELECT ${COLUMNS} FROM principals WHERE id = ?`)
-    this.#getPublicKey = db.prepare('SELECT public_key FROM principals WHERE id = ?')
-    this.#revoke = db.prepare('UPDATE principals SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL')
-    this.#rename = db.prepare('UPDATE principals SET name = ? WHERE id = ?')
-    this.#setProvisionedBy = db.prepare('UPDATE principals SET provisioned_by = ? WHERE id = ?')
-    this.#count = db.prepare('SELECT count(*) AS n FROM principals')
   }
 
   /** Enrols a key. ConflictError when the key was enrolled before, revoked or not. */
-  create (input: CreatePrincipalInput): Principal {
+  async create (input: CreatePrincipalInput): Promise<Principal> {
     const publicKey = parsePublicKey(input.publicKey)
     if (!ROLES.includes(input.role)) {
       throw new BadRequestError(`role must be one of ${ROLES.join(', ')}, got ${JSON.stringify(input.role)}`)
@@ -98,89 +83,90 @@ export class PrincipalStore {
     requireTimeMs('nowMs', nowMs)
     const id = principalIdFromPublicKey(publicKey)
     try {
-      this.#insert.run(id, Buffer.from(publicKey), input.role, name, nowMs)
+      await this.#db.run(`INSERT INTO principals (${COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL)`, [id, Buffer.from(publicKey), input.role, name, nowMs])
     } catch (err) {
-      const code = (err as { code?: unknown }).code
-      // The constraint, not a prior SELECT, decides: another process may share the file.
-      if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE') {
-        throw new ConflictError(`public key already enrolled as ${id}`)
-      }
+      // The constraint, not a prior SELECT, decides: other processes share the database.
+      if (constraintViolated(err) === 'unique') throw new ConflictError(`public key already enrolled as ${id}`)
       throw err
     }
     return { id, role: input.role, name, publicKey: Buffer.from(publicKey).toString('hex'), created: nowMs, revoked: null }
   }
 
-  get (id: string): Principal | undefined {
-    const row = this.#get.get(id)
+  async get (id: string): Promise<Principal | undefined> {
+    if (!storable(id)) return undefined
+    const row = await this.#db.get<Row>(SELECT_BY_ID, [id])
     return row === undefined ? undefined : toPrincipal(row)
   }
 
   /** The raw 32-byte key, for verifying signatures; undefined when the id is unknown. */
-  getPublicKey (id: string): Uint8Array | undefined {
-    const row = this.#getPublicKey.get(id)
+  async getPublicKey (id: string): Promise<Uint8Array | undefined> {
+    if (!storable(id)) return undefined
+    const row = await this.#db.get<{ public_key: Buffer }>('SELECT public_key FROM principals WHERE id = ?', [id])
     return row === undefined ? undefined : new Uint8Array(row.public_key)
   }
 
   /** One page, ordered by id. The next page starts `after` the last id of this one. */
-  list (query: ListPrincipalsQuery): Principal[] {
-    const { role, revoked, limit, after } = query
+  async list (query: ListPrincipalsQuery): Promise<Principal[]> {
+    const { role, revoked, limit } = query
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > LIST_LIMIT_MAX) {
       throw new BadRequestError(`limit must be an integer from 1 to ${LIST_LIMIT_MAX}, got ${String(limit)}`)
     }
     if (role !== undefined && !ROLES.includes(role)) {
       throw new BadRequestError(`role must be one of ${ROLES.join(', ')}, got ${JSON.stringify(role)}`)
     }
-    const args: unknown[] = []
-    if (role !== undefined) args.push(role)
-    if (after !== undefined) args.push(after)
-    args.push(limit)
-    return this.#listStatement(role !== undefined, revoked, after !== undefined).all(...args).map(toPrincipal)
+    // PostgreSQL's text cannot hold NUL. Ids never contain one, so in byte order an id is
+    // greater than "ab\0…" exactly when it is greater than "ab": the cursor is cut there.
+    const after = query.after === undefined ? undefined : query.after.split('\0', 1)[0]
+    // Built from fixed fragments only; every value is a bound parameter.
+    const where: string[] = []
+    const params: SqlValue[] = []
+    if (role !== undefined) {
+      where.push('role = ?')
+      params.push(role)
+    }
+    if (revoked === true) where.push('revoked_ms IS NOT NULL')
+    if (revoked === false) where.push('revoked_ms IS NULL')
+    if (after !== undefined) {
+      where.push('id > ?')
+      params.push(after)
+    }
+    params.push(limit)
+    const sql = `SELECT ${COLUMNS} FROM principals ${where.length > 0 ? `WHERE ${where.join(' AND ')} ` : ''}ORDER BY id LIMIT ?`
+    return (await this.#db.all<Row>(sql, params)).map(toPrincipal)
   }
 
   /**
    * Revokes at once; NotFoundError when the id is unknown. Revoking a revoked principal is
    * not an error: it returns `changed: false` and keeps the first revocation time.
    */
-  revoke (id: string, nowMs: number): RevokeResult {
+  async revoke (id: string, nowMs: number): Promise<RevokeResult> {
     requireTimeMs('nowMs', nowMs)
-    return this.#db.transaction(() => {
-      const changed = this.#revoke.run(nowMs, id).changes === 1
-      const row = this.#get.get(id)
-      if (row === undefined) throw new NotFoundError(`no principal with id ${JSON.stringify(id)}`)
+    if (!storable(id)) throw notFound(id)
+    return this.#db.transaction(async () => {
+      const changed = (await this.#db.run('UPDATE principals SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL', [nowMs, id])).changes === 1
+      const row = await this.#db.get<Row>(SELECT_BY_ID, [id])
+      if (row === undefined) throw notFound(id)
       return { principal: toPrincipal(row), changed }
-    })()
+    })
   }
 
   /** Sets or clears (null) a principal's name; NotFoundError when the id is unknown. */
-  rename (id: string, name: string | null): Principal {
-    if (this.#rename.run(checkName(name), id).changes === 0) throw new NotFoundError(`no principal with id ${JSON.stringify(id)}`)
-    return this.get(id)!
+  async rename (id: string, name: string | null): Promise<Principal> {
+    const checked = checkName(name)
+    if (!storable(id)) throw notFound(id)
+    // RETURNING reads the row as this statement left it, with no second query to race.
+    const row = await this.#db.get<Row>(`UPDATE principals SET name = ? WHERE id = ? RETURNING ${COLUMNS}`, [checked, id])
+    if (row === undefined) throw notFound(id)
+    return toPrincipal(row)
   }
 
   /** Records which provisioning token enrolled a principal (inside the enrolment's transaction). */
-  markProvisionedBy (id: string, tokenId: string): void {
-    this.#setProvisionedBy.run(tokenId, id)
+  async markProvisionedBy (id: string, tokenId: string): Promise<void> {
+    await this.#db.run('UPDATE principals SET provisioned_by = ? WHERE id = ?', [tokenId, id])
   }
 
-  count (): number {
-    return this.#count.get()!.n
-  }
-
-  #listStatement (byRole: boolean, revoked: boolean | undefined, paged: boolean): Statement<unknown[], Row> {
-    const key = `${byRole}/${String(revoked)}/${paged}`
-    let statement = this.#listStatements.get(key)
-    if (statement === undefined) {
-      // Built from fixed fragments only; every value is a bound parameter.
-      const where: string[] = []
-      if (byRole) where.push('role = ?')
-      if (revoked === true) where.push('revoked_ms IS NOT NULL')
-      if (revoked === false) where.push('revoked_ms IS NULL')
-      if (paged) where.push('id > ?')
-      const sql = `SELECT ${COLUMNS} FROM principals ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ?`
-      statement = this.#db.prepare<unknown[], Row>(sql)
-      this.#listStatements.set(key, statement)
-    }
-    return statement
+  async count (): Promise<number> {
+    return (await this.#db.get<{ n: number }>('SELECT count(*) AS n FROM principals'))!.n
   }
 }
 
@@ -195,12 +181,28 @@ function toPrincipal (row: Row): Principal {
   }
 }
 
-function checkName (name: string | null): string | null {
+function notFound (id: string): NotFoundError {
+  return new NotFoundError(`no principal with id ${JSON.stringify(id)}`)
+}
+
+/**
+ * Whether a looked-up id or cursor can be sent to the database at all: PostgreSQL refuses
+ * text with NUL in it (an error, where SQLite would simply find nothing). No stored id has
+ * one, so such an id is unknown on either engine.
+ */
+export function storable (text: string): boolean {
+  return !text.includes('\0')
+}
+
+/** A name as stored: null, or 1 to NAME_CHARS_MAX code points without NUL. */
+export function checkName (name: string | null): string | null {
   if (name === null) return null
   const chars = typeof name === 'string' ? [...name].length : -1
   if (chars < 1 || chars > NAME_CHARS_MAX) {
     throw new BadRequestError(`name must be a string of 1 to ${NAME_CHARS_MAX} characters`)
   }
+  // PostgreSQL's text cannot hold NUL: refused on both engines, so they keep the same names.
+  if (name.includes('\0')) throw new BadRequestError('name must not contain NUL characters')
   return name
 }
 

@@ -4,9 +4,9 @@
  * Only the token's SHA-256 is stored, so a copy of the database gives no one a token.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import type { Database, Statement } from 'better-sqlite3'
 import { BadRequestError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js'
-import { ROLES, type Principal, type PrincipalStore, type Role } from './principals.js'
+import type { SqlDatabase } from './sql.js'
+import { ROLES, checkName, storable, type Principal, type PrincipalStore, type Role } from './principals.js'
 
 export interface ProvisioningToken {
   id: string
@@ -41,55 +41,50 @@ interface Row {
 }
 
 const COLUMNS = 'id, role, name, uses_max, uses, expires_ms, created_ms, revoked_ms'
+const SELECT_BY_ID = `SELECT ${COLUMNS} FROM provisioning_tokens WHERE id = ?`
 /** Bytes of randomness in a token: 256 bits, base64url-encoded. */
 const TOKEN_BYTES = 32
 
 export class ProvisioningStore {
-  readonly #db: Database
+  readonly #db: SqlDatabase
   readonly #principals: PrincipalStore
-  readonly #insert: Statement<[string, Buffer, string, string | null, number, number, number]>
-  readonly #get: Statement<[string], Row>
-  readonly #byHash: Statement<[Buffer], Row>
-  readonly #list: Statement<[], Row>
-  readonly #use: Statement<[string]>
-  readonly #revoke: Statement<[number, string]>
 
-  constructor (db: Database, principals: PrincipalStore) {
+  constructor (db: SqlDatabase, principals: PrincipalStore) {
     this.#db = db
     this.#principals = principals
-    this.#insert = db.prepare('INSERT INTO provisioning_tokens (id, token_hash, role, name, uses_max, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)')
-    this.#get = db.prepare(`SELECT ${COLUMNS} FROM provisioning_tokens WHERE id = ?`)
-    this.#byHash = db.prepare(`SELECT ${COLUMNS} FROM provisioning_tokens WHERE token_hash = ?`)
-    this.#list = db.prepare(`SELECT ${COLUMNS} FROM provisioning_tokens ORDER BY created_ms DESC LIMIT 1000`)
-    this.#use = db.prepare('UPDATE provisioning_tokens SET uses = uses + 1 WHERE id = ? AND uses < uses_max')
-    this.#revoke = db.prepare('UPDATE provisioning_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL')
   }
 
   /** Makes a token; the secret is returned here once and never stored. */
-  create (input: CreateTokenInput): { token: string, record: ProvisioningToken } {
+  async create (input: CreateTokenInput): Promise<{ token: string, record: ProvisioningToken }> {
     const nowMs = input.nowMs ?? Date.now()
     if (!ROLES.includes(input.role)) throw new BadRequestError(`role must be one of ${ROLES.join(', ')}`)
     if (!Number.isSafeInteger(input.usesMax) || input.usesMax < 1) throw new BadRequestError('usesMax must be a positive integer')
     if (!Number.isSafeInteger(input.expires) || input.expires <= nowMs) throw new BadRequestError('expires must be a time in the future (ms since the epoch)')
+    // The name becomes each enrolled principal's: checked as theirs is, now rather than at redemption.
+    const name = checkName(input.name ?? null)
     const token = randomBytes(TOKEN_BYTES).toString('base64url')
-    const id = randomUUID()
-    this.#insert.run(id, hashToken(token), input.role, input.name ?? null, input.usesMax, input.expires, nowMs)
-    return { token, record: this.get(id)! }
+    const row = await this.#db.get<Row>(
+      `INSERT INTO provisioning_tokens (id, token_hash, role, name, uses_max, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
+      [randomUUID(), hashToken(token), input.role, name, input.usesMax, input.expires, nowMs],
+    )
+    return { token, record: toToken(row!) }
   }
 
-  get (id: string): ProvisioningToken | undefined {
-    const row = this.#get.get(id)
+  async get (id: string): Promise<ProvisioningToken | undefined> {
+    if (!storable(id)) return undefined
+    const row = await this.#db.get<Row>(SELECT_BY_ID, [id])
     return row && toToken(row)
   }
 
-  list (): ProvisioningToken[] {
-    return this.#list.all().map(toToken)
+  /** The newest 1000 tokens, newest first. */
+  async list (): Promise<ProvisioningToken[]> {
+    return (await this.#db.all<Row>(`SELECT ${COLUMNS} FROM provisioning_tokens ORDER BY created_ms DESC, id LIMIT 1000`)).map(toToken)
   }
 
   /** Revokes a token at once; NotFoundError when unknown; revoking twice is not an error. */
-  revoke (id: string, nowMs = Date.now()): ProvisioningToken {
-    this.#revoke.run(nowMs, id)
-    const token = this.get(id)
+  async revoke (id: string, nowMs = Date.now()): Promise<ProvisioningToken> {
+    if (storable(id)) await this.#db.run('UPDATE provisioning_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL', [nowMs, id])
+    const token = await this.get(id)
     if (!token) throw new NotFoundError(`no provisioning token with id ${JSON.stringify(id)}`)
     return token
   }
@@ -97,20 +92,41 @@ export class ProvisioningStore {
   /**
    * Enrols a key with a token, in one transaction: the use is counted and the principal
    * created together, so a token of N uses enrols at most N principals however many
-   * devices race for it. Unknown token → 401; revoked, expired or used up → 403.
+   * devices race for it, on however many hub processes. Unknown token → 401; revoked,
+   * expired or used up → 403.
    */
-  redeem (token: string, enrolment: { publicKey: string, name?: string | null }, nowMs = Date.now()): { principal: Principal, token: ProvisioningToken } {
-    return this.#db.transaction(() => {
-      const row = this.#byHash.get(hashToken(token))
+  async redeem (token: string, enrolment: { publicKey: string, name?: string | null }, nowMs = Date.now()): Promise<{ principal: Principal, token: ProvisioningToken }> {
+    const hash = hashToken(token)
+    return this.#db.transaction(async () => {
+      const row = await this.#db.get<Row>(`SELECT ${COLUMNS} FROM provisioning_tokens WHERE token_hash = ?`, [hash])
       if (!row) throw new UnauthorizedError('unknown provisioning token')
-      if (row.revoked_ms !== null) throw new ForbiddenError('this provisioning token was revoked')
-      if (row.expires_ms <= nowMs) throw new ForbiddenError('this provisioning token has expired')
-      if (this.#use.run(row.id).changes === 0) throw new ForbiddenError('this provisioning token is used up')
-      const principal = this.#principals.create({ publicKey: enrolment.publicKey, role: row.role, name: enrolment.name ?? row.name, nowMs })
-      this.#principals.markProvisionedBy(principal.id, row.id)
-      return { principal, token: this.get(row.id)! }
-    }).immediate()
+      refuseUnusable(row, nowMs)
+      // The conditional update, not the read above, decides: it counts the use only while the
+      // token is still usable. On PostgreSQL a concurrent redemption's update waits for this
+      // transaction's row lock and then re-checks the condition on the committed row, so two
+      // processes cannot both take the last use.
+      const used = await this.#db.run(
+        'UPDATE provisioning_tokens SET uses = uses + 1 WHERE id = ? AND uses < uses_max AND revoked_ms IS NULL AND expires_ms > ?',
+        [row.id, nowMs],
+      )
+      if (used.changes === 0) {
+        // Another redemption or a revocation got there first: say which, from the row as it is now.
+        const now = await this.#db.get<Row>(SELECT_BY_ID, [row.id])
+        if (now) refuseUnusable(now, nowMs)
+        throw new ForbiddenError('this provisioning token is used up')
+      }
+      const principal = await this.#principals.create({ publicKey: enrolment.publicKey, role: row.role, name: enrolment.name ?? row.name, nowMs })
+      await this.#principals.markProvisionedBy(principal.id, row.id)
+      const after = await this.#db.get<Row>(SELECT_BY_ID, [row.id])
+      return { principal, token: toToken(after!) }
+    })
   }
+}
+
+/** Throws the 403 a revoked or expired token gets. */
+function refuseUnusable (row: Row, nowMs: number): void {
+  if (row.revoked_ms !== null) throw new ForbiddenError('this provisioning token was revoked')
+  if (row.expires_ms <= nowMs) throw new ForbiddenError('this provisioning token has expired')
 }
 
 function hashToken (token: string): Buffer {

@@ -32,19 +32,16 @@ export class SqliteSql implements SqlDatabase {
     this.connection = connection
   }
 
-  async get<Row> (sql: string, params: readonly SqlValue[] = []): Promise<Row | undefined> {
-    await this.#turn()
-    return this.#prepare(sql).get(...params) as Row | undefined
+  get<Row> (sql: string, params: readonly SqlValue[] = []): Promise<Row | undefined> {
+    return this.#execute(() => this.#prepare(sql).get(...params) as Row | undefined)
   }
 
-  async all<Row> (sql: string, params: readonly SqlValue[] = []): Promise<Row[]> {
-    await this.#turn()
-    return this.#prepare(sql).all(...params) as Row[]
+  all<Row> (sql: string, params: readonly SqlValue[] = []): Promise<Row[]> {
+    return this.#execute(() => this.#prepare(sql).all(...params) as Row[])
   }
 
-  async run (sql: string, params: readonly SqlValue[] = []): Promise<SqlRunResult> {
-    await this.#turn()
-    return { changes: this.#prepare(sql).run(...params).changes }
+  run (sql: string, params: readonly SqlValue[] = []): Promise<SqlRunResult> {
+    return this.#execute(() => ({ changes: this.#prepare(sql).run(...params).changes }))
   }
 
   async transaction<T> (fn: () => Promise<T>): Promise<T> {
@@ -81,9 +78,19 @@ export class SqliteSql implements SqlDatabase {
     this.connection.close()
   }
 
-  /** Resolves at once unless a transaction of another async context is open. */
-  async #turn (): Promise<void> {
-    while (this.#open && this.#context.getStore() !== this.#open) await this.#open.ended
+  /**
+   * Runs a statement now, unless a transaction of another async context is open: then once
+   * it has ended. Now means in the caller's tick, so a statement issued just before another
+   * context begins a transaction runs before that BEGIN, not inside it.
+   */
+  #execute<T> (statement: () => T): Promise<T> {
+    const open = this.#open
+    if (open && this.#context.getStore() !== open) return open.ended.then(() => this.#execute(statement))
+    try {
+      return Promise.resolve(statement())
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   #prepare (sql: string): Statement<unknown[]> {

@@ -78,7 +78,7 @@ test('a nonce used before gets 4; a refused CONNECT does not consume its nonce',
 test('a revoked principal gets 5, and only after its signature verified', async t => {
   const hub = await startTestHub(t)
   const device = await enrollPrincipal(hub)
-  hub.store.principals.revoke(device.id, Date.now())
+  await hub.store.principals.revoke(device.id, Date.now())
   hub.broker.revoke(device.id)
   assert.equal(await connackCode(t, mqttUrl(hub), principalOptions(device)), 5)
   // Someone without the key learns nothing of the revocation: they get 4.

@@ -10,6 +10,7 @@ import type { TestContext } from 'node:test'
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt'
 import { startHub, type Hub, type HubOptions } from '../../src/hub.js'
 import { buildConnectPassword, principalIdFromPublicKey, type Signer } from '../../src/protocol/index.js'
+import { SqliteSql } from '../../src/store/index.js'
 
 type After = Pick<TestContext, 'after'>
 
@@ -31,7 +32,9 @@ export async function startTestHub (t: After, overrides: HubOptions = {}): Promi
   t.after(async () => {
     // Every hub a test ran must end with an intact audit chain (tests that close the
     // database under the hub on purpose are the exception).
-    const chain = hub.store.db.open ? await hub.audit.verify() : { ok: true as const }
+    const { sql } = hub.store
+    const closedUnderHub = sql instanceof SqliteSql && !sql.connection.open
+    const chain = closedUnderHub ? { ok: true as const } : await hub.audit.verify()
     await hub.close()
     if (!chain.ok) throw new Error(`audit chain broken at seq ${chain.brokenAt}: ${chain.reason}`)
   })

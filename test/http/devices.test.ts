@@ -68,7 +68,7 @@ test('POST refuses a malformed body or key with 400', async (t) => {
     assert.equal(answer.status, 400, what)
     assertError(answer, 400, 'MN_ERR_BAD_REQUEST', message)
   }
-  assert.equal(hub.store.principals.count(), 0)
+  assert.equal(await hub.store.principals.count(), 0)
 })
 
 test('POST with a body that is not JSON is 415', async (t) => {
@@ -92,7 +92,7 @@ test('a key enrolled before is a 409: again, in upper case, and after revocation
   assertError(await hub.call('POST', '/v1/devices', { body: { publicKey: publicKey.toUpperCase(), role: 'service' } }), 409, 'MN_ERR_CONFLICT')
   assert.equal((await hub.call('DELETE', `/v1/devices/${created.body.id}`)).status, 200)
   assertError(await hub.call('POST', '/v1/devices', { body: { publicKey, role: 'device' } }), 409, 'MN_ERR_CONFLICT')
-  assert.equal(hub.store.principals.count(), 1)
+  assert.equal(await hub.store.principals.count(), 1)
 })
 
 test('every /v1/devices route needs the admin token: 401 otherwise', async (t) => {
@@ -122,8 +122,8 @@ test('every /v1/devices route needs the admin token: 401 otherwise', async (t) =
     }
   }
   // Nothing changed: one principal, not revoked; no session was closed.
-  assert.equal(hub.store.principals.count(), 1)
-  assert.equal(hub.store.principals.get(id)!.revoked, null)
+  assert.equal(await hub.store.principals.count(), 1)
+  assert.equal((await hub.store.principals.get(id))!.revoked, null)
   assert.deepEqual(hub.revoked, [])
   // The scheme is case-insensitive (RFC 7235).
   assert.equal((await hub.call('GET', `/v1/devices/${id}`, { token: null, headers: { authorization: `bearer ${TOKEN}` } })).status, 200)
@@ -184,7 +184,7 @@ test('a failing onRevoke does not undo or fail the revocation', async (t) => {
   const { body: created } = await hub.call('POST', '/v1/devices', { body: { publicKey: await newPublicKeyHex(), role: 'device' } })
   const answer = await hub.call('DELETE', `/v1/devices/${created.id}`)
   assert.equal(answer.status, 200)
-  assert.notEqual(hub.store.principals.get(created.id)!.revoked, null)
+  assert.notEqual((await hub.store.principals.get(created.id))!.revoked, null)
   assert.ok(hub.lines.some((line) => line.includes('onRevoke failed') && line.includes('broker gone')))
 })
 

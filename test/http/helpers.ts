@@ -54,7 +54,7 @@ export interface Answer {
 /** A real store in a temp dir and the real server on an ephemeral port, both closed after the test. */
 export async function startHub (t: TestContext, options: Partial<HttpServerOptions> = {}): Promise<Hub> {
   const dir = await tempDir(t)
-  const store = openStore({ file: join(dir, 'hub.db') })
+  const store = await openStore({ file: join(dir, 'hub.db') })
   const { log, lines } = captureLogger()
   const revoked: string[] = []
   const app = createHttpServer({

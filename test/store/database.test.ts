@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { test } from 'node:test'
+import { describe, test } from 'node:test'
 import BetterSqlite3 from 'better-sqlite3'
 import { StoreSchemaError } from '../../src/errors.js'
 import { openDatabase, BUSY_TIMEOUT_MS } from '../../src/store/database.js'
 import { migrate, userVersion, SCHEMA_VERSION, type Migration } from '../../src/store/migrations.js'
-import { openStore } from '../../src/store/index.js'
+import { openStore, type StoreOptions } from '../../src/store/index.js'
+import { sqlEngines } from '../helpers/sql-engines.js'
 import { hex, newPublicKey, tempDir } from './helpers.js'
 
 test('openDatabase sets WAL, synchronous FULL, foreign keys and a busy timeout', async (t) => {
@@ -32,7 +33,7 @@ test('migrations are idempotent across reopen', async (t) => {
   assert.equal(userVersion(db), SCHEMA_VERSION)
   assert.deepEqual(migrate(db), { from: SCHEMA_VERSION, to: SCHEMA_VERSION })
   const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all()
-  assert.deepEqual(tables, ['audit_log', 'device_states', 'policy_rules', 'principals', 'provisioning_tokens', 'zk_balances', 'zk_claims', 'zk_frontier', 'zk_leaves', 'zk_roots'])
+  assert.deepEqual(tables, ['audit_log', 'change_counters', 'device_states', 'policy_rules', 'principals', 'provisioning_tokens', 'zk_balances', 'zk_claims', 'zk_frontier', 'zk_leaves', 'zk_roots'])
 })
 
 test('a failing migration rolls back whole and leaves the version', async (t) => {
@@ -64,19 +65,25 @@ test('a database from a newer hub is refused', async (t) => {
   assert.throws(() => openDatabase(file), StoreSchemaError)
 })
 
-test('data survives closing and reopening the store', async (t) => {
-  const file = join(await tempDir(t), 'hub.db')
-  const key = await newPublicKey()
-  const first = openStore({ file })
-  const created = first.principals.create({ publicKey: key, role: 'device', name: 'kiln' })
-  first.principals.revoke(created.id, created.created + 5)
-  await first.close()
-  await first.close() // idempotent
+for (const engine of sqlEngines()) {
+  describe(`the store on ${engine.name}`, { skip: engine.skip }, () => {
+    test('data survives closing and reopening the store', async (t) => {
+      const { databaseUrl, dataDir } = await engine.fresh(t)
+      const options: StoreOptions = databaseUrl === undefined ? { file: join(dataDir, 'hub.db') } : { url: databaseUrl }
+      const key = await newPublicKey()
+      const first = await openStore(options)
+      assert.equal(first.sql.dialect, engine.name)
+      const created = await first.principals.create({ publicKey: key, role: 'device', name: 'kiln' })
+      await first.principals.revoke(created.id, created.created + 5)
+      await first.close()
+      await first.close() // idempotent
 
-  const second = openStore({ file })
-  t.after(() => second.close())
-  assert.deepEqual(second.principals.get(created.id), { ...created, revoked: created.created + 5 })
-  assert.deepEqual(second.principals.getPublicKey(created.id), key)
-  assert.equal(second.principals.count(), 1)
-  assert.equal(hex(key), created.publicKey)
-})
+      const second = await openStore(options)
+      t.after(() => second.close())
+      assert.deepEqual(await second.principals.get(created.id), { ...created, revoked: created.created + 5 })
+      assert.deepEqual(await second.principals.getPublicKey(created.id), key)
+      assert.equal(await second.principals.count(), 1)
+      assert.equal(hex(key), created.publicKey)
+    })
+  })
+}

@@ -66,6 +66,19 @@ for (const engine of sqlEngines()) {
       assert.deepEqual(await db.all('SELECT k FROM t'), [{ k: 'outside' }])
     })
 
+    test('a statement issued just before another context begins a transaction is not caught in it', async t => {
+      const db = await engine.open(t)
+      await db.run('CREATE TABLE t (k TEXT PRIMARY KEY)')
+      const outside = db.run('INSERT INTO t (k) VALUES (?)', ['outside'])
+      const tx = db.transaction(async () => {
+        await db.run('INSERT INTO t (k) VALUES (?)', ['inside'])
+        throw new Error('roll back')
+      })
+      await outside
+      await assert.rejects(tx, /roll back/)
+      assert.deepEqual(await db.all('SELECT k FROM t'), [{ k: 'outside' }])
+    })
+
     test('lock() serialises read-then-write sequences of concurrent transactions', async t => {
       const db = await engine.open(t)
       await db.run('CREATE TABLE seq (n INTEGER PRIMARY KEY)')
