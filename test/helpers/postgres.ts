@@ -9,7 +9,7 @@
  * crash tests kill hubs, never the database server.
  */
 import type { TestContext } from 'node:test'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -20,6 +20,11 @@ export interface TestPostgres {
   port: number
   /** A new, empty database on this server, dropped with the server. */
   createDatabase (): Promise<string>
+  /** Shuts the server down, keeping its data, as an outage would. */
+  halt (): Promise<void>
+  /** Starts it again on the same port and data after halt(). */
+  resume (): Promise<void>
+  /** Shuts it down and removes its data. */
   stop (): Promise<void>
 }
 
@@ -69,40 +74,49 @@ export async function startPostgres (t: Pick<TestContext, 'after'>): Promise<Tes
   if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`)
 
   const port = await freePort()
-  const child = spawn(join(bin, 'postgres'), [
-    '-D', dir, '-p', String(port), '-k', dir,
-    '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off',
-    '-c', 'full_page_writes=off', '-c', 'max_connections=200',
-  ], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, ...user })
+  const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`
+  let child: ChildProcess | null = null
   let log = ''
-  child.stderr!.on('data', (chunk: Buffer) => { if (log.length < 20_000) log += chunk.toString() })
-  const databases: string[] = []
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise(resolve => child.once('exit', resolve))
+
+  /** Starts the server on the cluster's directory and port, and waits until it answers. */
+  const launch = async (): Promise<void> => {
+    const server = child = spawn(join(bin, 'postgres'), [
+      '-D', dir, '-p', String(port), '-k', dir,
+      '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off',
+      '-c', 'full_page_writes=off', '-c', 'max_connections=200',
+    ], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, ...user })
+    server.stderr!.on('data', (chunk: Buffer) => { if (log.length < 20_000) log += chunk.toString() })
+    const deadline = Date.now() + 30_000
+    for (;;) {
+      if (server.exitCode !== null) throw new Error(`postgres exited before it was ready:\n${log}`)
+      const client = new pg.Client({ connectionString: adminUrl })
+      try {
+        await client.connect()
+        await client.end()
+        return
+      } catch (err) {
+        await client.end().catch(() => {})
+        if (Date.now() > deadline) throw new Error(`postgres was not ready within 30 s: ${(err as Error).message}\n${log}`)
+        await new Promise(resolve => setTimeout(resolve, 100))
+      }
+    }
+  }
+  const halt = async (): Promise<void> => {
+    const server = child
+    if (server && server.exitCode === null && server.signalCode === null) {
+      const exited = new Promise(resolve => server.once('exit', resolve))
       // SIGINT is PostgreSQL's "fast shutdown": open connections are ended, not waited for.
-      child.kill('SIGINT')
+      server.kill('SIGINT')
       await exited
     }
+  }
+  const stop = async (): Promise<void> => {
+    await halt()
     rmSync(dir, { recursive: true, force: true })
   }
   t.after(stop)
-
-  const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`postgres exited before it was ready:\n${log}`)
-    const client = new pg.Client({ connectionString: adminUrl })
-    try {
-      await client.connect()
-      await client.end()
-      break
-    } catch (err) {
-      await client.end().catch(() => {})
-      if (Date.now() > deadline) throw new Error(`postgres was not ready within 30 s: ${(err as Error).message}\n${log}`)
-      await new Promise(resolve => setTimeout(resolve, 100))
-    }
-  }
+  await launch()
+  const databases: string[] = []
 
   return {
     port,
@@ -118,6 +132,8 @@ export async function startPostgres (t: Pick<TestContext, 'after'>): Promise<Tes
       databases.push(name)
       return `postgres://postgres@127.0.0.1:${port}/${name}`
     },
+    halt,
+    resume: launch,
     stop,
   }
 }
