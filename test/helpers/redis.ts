@@ -6,7 +6,7 @@
  */
 import type { TestContext } from 'node:test'
 import { spawn, spawnSync } from 'node:child_process'
-import { createServer } from 'node:net'
+import { freePort } from './free-port.js'
 import { createInterface } from 'node:readline'
 import { tempDir } from './hub.js'
 
@@ -27,14 +27,6 @@ export function requireRedis (t: TestContext): boolean {
   if (process.env.MN_REQUIRE_REDIS) throw new Error(`${why}, and MN_REQUIRE_REDIS is set`)
   t.skip(why)
   return false
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>(resolve => server.close(() => resolve()))
-  return port
 }
 
 /** A private redis-server; on `port` when given (to bring one back where it was), else a free one. */

@@ -19,7 +19,7 @@ import type { SqlDatabase } from '../../src/store/sql.js'
 import type { PostgresSql } from '../../src/store/postgres-sql.js'
 import type { SqliteSql } from '../../src/store/sqlite-sql.js'
 import { tempDir } from './hub.js'
-import { postgresAvailable, startPostgres, type TestPostgres } from './postgres.js'
+import { postgresSkipReason, startPostgres, type TestPostgres } from './postgres.js'
 
 type After = Pick<TestContext, 'after'>
 
@@ -59,11 +59,7 @@ export const sqliteEngine: SqlEngine<SqliteSql> = {
 
 export const postgresEngine: SqlEngine<PostgresSql> = {
   name: 'postgres',
-  skip: postgresAvailable()
-    ? false
-    : process.env.MN_REQUIRE_POSTGRES
-      ? (() => { throw new Error('PostgreSQL is not installed (Debian: apt-get install postgresql), and MN_REQUIRE_POSTGRES is set') })()
-      : 'PostgreSQL is not installed (Debian: apt-get install postgresql); the multi-host store tests need a real server',
+  skip: postgresSkipReason(),
   async open (t) {
     const url = await (await testPostgres()).createDatabase()
     const db = await openPostgres({ url })
