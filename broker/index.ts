@@ -18,7 +18,7 @@ import { RejectionLog } from './rejections.js'
 import { createBrokerMetrics } from './metrics.js'
 import { UpPipeline, type MessageHandler, type FeatureHandler } from './up-pipeline.js'
 import type { FleetIds } from '../src/cluster/fleet-ids.js'
-import { DeliveryReceipts } from './delivery-receipts.js'
+import { DeliveryReceipts, type DeliveryAnnouncements } from './delivery-receipts.js'
 import { createAuthenticate } from './authenticate.js'
 import { createAuthorizePublish } from './authorize-publish.js'
 import { createAuthorizeSubscribe } from './authorize-subscribe.js'
@@ -49,8 +49,11 @@ export interface BrokerOptions {
   persistence?: AedesOptions['persistence']
   /** How Aedes routes messages between processes (mqemitter-redis in cluster mode); in-process when absent. */
   mq?: AedesOptions['mq']
-  /** Cluster mode: the fleet's record of CONNECT nonces and envelope ids (src/cluster/fleet.ts). */
-  fleet?: { connectNonces: FleetIds, envelopeIds: FleetIds }
+  /**
+   * Cluster mode (src/cluster/fleet.ts): the fleet's record of CONNECT nonces and envelope
+   * ids, and its channel of delivery receipts (a device's PUBACK seen by any process).
+   */
+  fleet?: { connectNonces: FleetIds, envelopeIds: FleetIds, deliveries: DeliveryAnnouncements }
 }
 
 export interface MetanodeBroker {
@@ -131,7 +134,7 @@ export async function createBroker (options: BrokerOptions): Promise<MetanodeBro
     dropped: new WeakSet(),
     rejections,
     metrics,
-    receipts: new DeliveryReceipts(),
+    receipts: new DeliveryReceipts(options.fleet?.deliveries),
     pipeline: new UpPipeline({
       hubId: options.hubId,
       limits,

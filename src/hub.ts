@@ -180,7 +180,7 @@ export async function startHub (options: HubOptions = {}): Promise<Hub> {
       onPrincipalReady: stateMqtt.onPrincipalReady,
       persistence: backends.persistence,
       mq: backends.mq,
-      fleet: fleet ? { connectNonces: fleet.ids('connect', idsTtlMs), envelopeIds: fleet.ids('up', idsTtlMs) } : undefined,
+      fleet: fleet ? { connectNonces: fleet.ids('connect', idsTtlMs), envelopeIds: fleet.ids('up', idsTtlMs), deliveries: fleet.deliveries } : undefined,
     })
     // A revocation on any process closes the session wherever it lives.
     fleet?.onRevocation(id => mqttBroker.revoke(id))

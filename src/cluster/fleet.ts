@@ -6,7 +6,9 @@
  *   `SET key 1 PX ttl NX` per id, pipelined, so that of two processes seeing the same id
  *   exactly one gets "first" (Redis runs commands one at a time);
  * - revocations: a revoked principal's id is published on a channel every process listens
- *   to, and each closes the session if it holds it and forgets the cached key.
+ *   to, and each closes the session if it holds it and forgets the cached key;
+ * - delivery receipts: a device's PUBACK of a `down` message, published by the process it
+ *   is connected to, so that the process waiting for it (`wait` of the messages API) hears.
  *
  * Each process keeps its local guards too: they answer a replay on the same process
  * without a round trip, and Redis settles the rest.
@@ -17,6 +19,7 @@ import type { Logger } from 'pino'
 import { redactUrl } from '../log.js'
 import type { ClusterConfig } from '../config.js'
 import type { FleetIds } from './fleet-ids.js'
+import type { DeliveryAnnouncements } from '../../broker/delivery-receipts.js'
 
 export interface FleetFacts {
   /** The record of one kind of id (`connect`, `up`, `http`), each remembered for ttlMs. */
@@ -30,6 +33,8 @@ export interface FleetFacts {
   readonly redis: Redis
   /** Called on every process for each announced revocation. */
   onRevocation (listener: (id: string) => void): void
+  /** The channel of delivery receipts: a device's PUBACK of a `down` message, seen by any process. */
+  readonly deliveries: DeliveryAnnouncements
   /**
    * A fresh ioredis connection, once it is ready, for a component that needs its own
    * (Aedes's emitter and persistence); closed with this. Ready first, because a connection
@@ -40,6 +45,8 @@ export interface FleetFacts {
 }
 
 const PRINCIPAL_ID = /^[0-9a-f]{32}$/
+// A principal id (the client id of every principal) and a payload's SHA-256.
+const DELIVERY_RECEIPT = /^[0-9a-f]{32} [0-9a-f]{64}$/
 
 
 export async function connectFleet (config: ClusterConfig, log: Logger): Promise<FleetFacts> {
@@ -60,11 +67,17 @@ export async function connectFleet (config: ClusterConfig, log: Logger): Promise
   const commands = await connection()
   const subscriber = await connection()
   const revokedChannel = `${config.keyPrefix}revoked`
+  const deliveredChannel = `${config.keyPrefix}delivered`
   const listeners: Array<(id: string) => void> = []
-  await subscriber.subscribe(revokedChannel)
+  const deliveryListeners: Array<(clientId: string, digest: string) => void> = []
+  await subscriber.subscribe(revokedChannel, deliveredChannel)
   subscriber.on('message', (channel: string, message: string) => {
-    if (channel !== revokedChannel || !PRINCIPAL_ID.test(message)) return
-    for (const listener of listeners) listener(message)
+    if (channel === revokedChannel && PRINCIPAL_ID.test(message)) {
+      for (const listener of listeners) listener(message)
+    } else if (channel === deliveredChannel && DELIVERY_RECEIPT.test(message)) {
+      const [clientId, digest] = message.split(' ')
+      for (const listener of deliveryListeners) listener(clientId, digest)
+    }
   })
   log.info({ redis: redactUrl(config.redisUrl), keyPrefix: config.keyPrefix }, 'cluster mode: sharing the fleet through redis')
 
@@ -92,6 +105,15 @@ export async function connectFleet (config: ClusterConfig, log: Logger): Promise
     },
     onRevocation (listener) {
       listeners.push(listener)
+    },
+    deliveries: {
+      announce (clientId, digest) {
+        // At most once, like the channel itself: a lost receipt makes a wait end undelivered.
+        commands.publish(deliveredChannel, `${clientId} ${digest}`).catch((err: unknown) => log.warn({ err }, 'a delivery receipt could not be announced'))
+      },
+      subscribe (listener) {
+        deliveryListeners.push(listener)
+      },
     },
     connection,
     close () {

@@ -94,7 +94,7 @@ function defineTests (fleet: HubProcess[], skip: string | false): void {
     assert.deepEqual(decodeBridgeRecord(record.payload).body, { temp: 20.5 })
   })
 
-  test('a message sent through one process reaches the device on another, which the API reports online', { skip }, async t => {
+  test('a message sent through one process reaches the device on another, which the API reports online and, waited for, delivered', { skip }, async t => {
     const [a, , c] = fleet
     const device = await enrollPrincipal(a)
     const send = async () => {
@@ -113,6 +113,10 @@ function defineTests (fleet: HubProcess[], skip: string | false): void {
     assert.equal(online, true, 'connected to another process')
     const [down] = await ackBodies(await acks.waitFor(1))
     assert.deepEqual(down, { rate: 5 })
+    // The device's PUBACK reaches C; the wait on A hears of it through the fleet.
+    const waited = await fetch(`${http(a)}/v1/devices/${device.id}/messages`, { method: 'POST', headers: admin(a), body: JSON.stringify({ type: 'ConfigurationUpdate', body: { rate: 6 }, wait: true, timeoutMs: 10_000 }) })
+    assert.equal(waited.status, 202)
+    assert.deepEqual(await waited.json().then(r => [(r as { online: boolean }).online, (r as { delivered: boolean }).delivered]), [true, true], 'delivered, acknowledged on another process')
     await client.endAsync()
     // The key goes once C has seen the disconnect.
     for (let i = 0; i < 50 && await send(); i++) await new Promise(resolve => setTimeout(resolve, 100))
