@@ -10,6 +10,9 @@ import { startHub } from './hub.js'
 import type { HubConfigInput } from './config.js'
 import { MetanodeError } from './errors.js'
 import { principalIdFromPublicKey } from './protocol/index.js'
+import { openPostgres } from './store/database.js'
+import { copySqliteRecords } from './store/copy-records.js'
+import { AuditLog } from './cage/audit.js'
 
 const USAGE = `Usage: metanode <command> [options]
 
@@ -37,6 +40,9 @@ Commands:
              --role device|service|node (default device)   --name NAME
   devices    List principals; 'devices get ID'; 'devices revoke ID'
              --role R   --revoked true|false
+  copy-records  Copy a stopped hub's records from <--data-dir>/metanode.db into an empty
+             PostgreSQL database (--database URL or MN_DATABASE_URL), for a fleet moving to
+             several hosts; checks the copied audit chain
 
 enroll and devices talk to --url (default http://localhost:8080) with the admin token from
 --token, MN_ADMIN_TOKEN, or <--data-dir>/admin-token.
@@ -49,6 +55,7 @@ async function main (argv: string[]): Promise<number> {
     case 'keygen': return keygen(rest)
     case 'enroll': return enroll(rest)
     case 'devices': return devices(rest)
+    case 'copy-records': return copyRecords(rest)
     case undefined: case 'help': case '--help': case '-h':
       process.stdout.write(USAGE)
       return command === undefined ? 1 : 0
@@ -154,6 +161,30 @@ async function api (admin: AdminOptions, method: string, path: string, body?: un
   const json = text ? JSON.parse(text) as Record<string, unknown> : {}
   if (!res.ok) throw new MetanodeError(String(json.code ?? 'MN_ERR_HTTP'), `${method} ${path}: ${res.status} ${String(json.message ?? text)}`, res.status)
   return json
+}
+
+async function copyRecords (args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { 'data-dir': { type: 'string' }, database: { type: 'string' } }, strict: true })
+  const url = values.database ?? process.env.MN_DATABASE_URL
+  if (!url) {
+    process.stderr.write('copy-records needs --database postgres://… or MN_DATABASE_URL\n')
+    return 1
+  }
+  const file = join(values['data-dir'] ?? './data', 'metanode.db')
+  const target = await openPostgres({ url })
+  try {
+    const { rows } = await copySqliteRecords(file, target)
+    for (const [table, n] of Object.entries(rows)) process.stdout.write(`${table}: ${n} rows\n`)
+    const chain = await new AuditLog(target).verify()
+    if (!chain.ok) {
+      process.stderr.write(`the copied audit chain is broken at seq ${chain.brokenAt}: ${chain.reason}\n`)
+      return 1
+    }
+    process.stdout.write(`audit chain verified: ${chain.entries} entries${chain.head ? `, head ${chain.head.hash}` : ''}\n`)
+    return 0
+  } finally {
+    await target.close()
+  }
 }
 
 async function enroll (args: string[]): Promise<number> {
