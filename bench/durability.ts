@@ -28,22 +28,22 @@
  * docs/performance.md ("Durability and cluster") describes the run and its figures.
  */
 import { availableParallelism, tmpdir } from 'node:os'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
 import type { MqttClient } from 'mqtt'
 import { startNodeBroker, stopAllChildren, type BrokerProcess } from './lib/children.js'
 import { connectPassword, enrolMany, type BenchPrincipal } from './lib/principals.js'
 import { bodyPadding, connectMqtt, telemetryBody } from './lib/flows.js'
 import { nowMs } from './lib/telemetry.js'
 import { LatencyRecorder, median } from './lib/stats.js'
-import { machineBusyFraction, machineCpu, type MachineCpu } from './lib/proc.js'
+import { machineBusyFraction, machineCpu, ticksPerSecond, type MachineCpu } from './lib/proc.js'
 import { dec, int, table } from './lib/report.js'
 import { commandStats, redisServerVersion, setAppendFsyncAlways, startRedisServer, stopAllRedisServers, type RedisServer } from './lib/redis-server.js'
 import { decodeBridgeRecord, encodeEnvelope } from '../src/protocol/index.js'
 import { envNumber } from './lib/knobs.js'
+import { makeRunDir, removeRunDir } from './lib/run-dir.js'
+import { diskOf, packageVersion } from './lib/machine.js'
 
 type TargetKey = 'memory' | 'durable' | 'cluster' | 'cluster-aof'
 
@@ -107,8 +107,6 @@ function log (message: string): void {
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
-let clockTicks: number | null = null
-
 /**
  * User and system CPU seconds of a process (all its threads), and of its main thread alone
  * (/proc/PID/task/PID/stat): what runs off the main thread is libuv's pool (the WAL's fsync
@@ -116,12 +114,12 @@ let clockTicks: number | null = null
  * the process (socket reads and writes, the fsync).
  */
 function cpuTimes (pid: number): { user: number, system: number, mainUser: number, mainSystem: number } {
-  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+  const ticks = ticksPerSecond()
   const read = (file: string): [number, number] => {
     const stat = readFileSync(file, 'utf8')
     // The command name may hold spaces and parentheses: count fields after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return [Number(fields[11]) / clockTicks!, Number(fields[12]) / clockTicks!]
+    return [Number(fields[11]) / ticks, Number(fields[12]) / ticks]
   }
   const [user, system] = read(`/proc/${pid}/stat`)
   const [mainUser, mainSystem] = read(`/proc/${pid}/task/${pid}/stat`)
@@ -478,20 +476,6 @@ function roundLine (r: RoundResult): string {
 // ---------------------------------------------------------------------------------------
 // The machine and the disk.
 
-function version (pkg: string): string {
-  const file = fileURLToPath(new URL(`../node_modules/${pkg}/package.json`, import.meta.url))
-  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version
-}
-
-/** The filesystem a directory is on (device, type, mount point), from df. */
-function diskOf (dir: string): string {
-  try {
-    const out = execFileSync('df', ['-PT', dir], { encoding: 'utf8' }).trim().split('\n')[1].split(/\s+/)
-    return `${out[0]} (${out[1]}, mounted on ${out[6]})`
-  } catch {
-    return 'unknown filesystem'
-  }
-}
 
 // ---------------------------------------------------------------------------------------
 // The report.
@@ -617,27 +601,20 @@ async function startTargets (knobs: Knobs, root: string): Promise<Target[]> {
   return targets
 }
 
-/** The run's data directory, removed on the way out (also on a signal). */
-let runDir: string | null = null
-
-function removeRunDir (): void {
-  if (runDir !== null) rmSync(runDir, { recursive: true, force: true })
-  runDir = null
-}
 
 async function main (): Promise<void> {
   const knobs = readKnobs()
   const started = performance.now()
   mkdirSync(knobs.dataDir, { recursive: true })
-  const root = runDir = mkdtempSync(join(knobs.dataDir, 'metanode-durability-'))
+  const root = makeRunDir(knobs.dataDir, 'metanode-durability-')
   try {
     const cpuModel = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU'
     const idle0 = machineCpu()
     await sleep(1_000)
     const background = machineBusyFraction(idle0, machineCpu()) * availableParallelism()
     const facts = [
-      `machine: ${availableParallelism()} cores (nproc), ${cpuModel}; Node ${process.version}; aedes ${version('aedes')}, mqtt.js ${version('mqtt')}, better-sqlite3 ${version('better-sqlite3')}` +
-        (knobs.targets.some(k => k.startsWith('cluster')) ? `, redis-server ${redisServerVersion()}, ioredis ${version('ioredis')}, aedes-persistence-redis ${version('aedes-persistence-redis')}, mqemitter-redis ${version('mqemitter-redis')}` : ''),
+      `machine: ${availableParallelism()} cores (nproc), ${cpuModel}; Node ${process.version}; aedes ${packageVersion('aedes')}, mqtt.js ${packageVersion('mqtt')}, better-sqlite3 ${packageVersion('better-sqlite3')}` +
+        (knobs.targets.some(k => k.startsWith('cluster')) ? `, redis-server ${redisServerVersion()}, ioredis ${packageVersion('ioredis')}, aedes-persistence-redis ${packageVersion('aedes-persistence-redis')}, mqemitter-redis ${packageVersion('mqemitter-redis')}` : ''),
       `data directories (broker.db, metanode.db${knobs.targets.some(k => k.startsWith('cluster')) ? ', Redis\'s files' : ''}) under ${root}, on ${diskOf(root)}`,
       `background load before the run: ${dec(background, 2)} cores busy${background > 0.3 ? ' (the machine is not quiet: expect noisy figures)' : ''}`,
     ]

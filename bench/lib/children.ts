@@ -175,7 +175,8 @@ export async function stopAllChildren (): Promise<void> {
   await Promise.all([...live].map(stopChild))
 }
 
-function freePort (): Promise<number> {
+/** A loopback port nothing listens on right now, for a server the bench starts. */
+export function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)

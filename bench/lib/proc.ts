@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process'
 let clockTicks: number | null = null
 
 /** USER_HZ: the unit of utime and stime in /proc/PID/stat (100 on every common kernel). */
-function ticksPerSecond (): number {
+export function ticksPerSecond (): number {
   if (clockTicks === null) {
     try {
       clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
@@ -26,6 +26,16 @@ export function processCpuSeconds (pid: number): number {
   // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   // Fields 14 (utime) and 15 (stime), counted from 1; fields[0] is field 3 (state).
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond()
+}
+
+/**
+ * User + system CPU seconds of a process's main thread alone (/proc/PID/task/PID/stat):
+ * the event loop, without libuv's pool and V8's helper threads.
+ */
+export function mainThreadCpuSeconds (pid: number = process.pid): number {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond()
 }
 

@@ -5,9 +5,9 @@
  * whatever happens, and killed if the bench exits without stopping it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createServer, type AddressInfo } from 'node:net'
 import { createInterface } from 'node:readline'
 import { Redis } from 'ioredis'
+import { freePort } from './children.js'
 
 const live = new Set<ChildProcess>()
 /** Stops each server still running, its admin connection first (an open one keeps the bench alive). */
@@ -31,14 +31,6 @@ export function redisServerVersion (): string | null {
   const result = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
   if (result.status !== 0) return null
   return /v=(\S+)/.exec(result.stdout)?.[1] ?? 'unknown version'
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>(resolve => server.close(() => resolve()))
-  return port
 }
 
 export async function startRedisServer (dir: string): Promise<RedisServer> {

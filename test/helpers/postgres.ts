@@ -28,8 +28,8 @@ export interface TestPostgres {
   stop (): Promise<void>
 }
 
-/** The directory holding initdb and postgres, or null when PostgreSQL is not installed. */
-function binDir (): string | null {
+/** The directory holding initdb and postgres, or null when PostgreSQL is not installed (the benches use it too). */
+export function postgresBinDir (): string | null {
   const inPath = spawnSync('sh', ['-c', 'command -v initdb'], { encoding: 'utf8' })
   if (inPath.status === 0 && inPath.stdout.trim() !== '') return join(inPath.stdout.trim(), '..')
   const root = '/usr/lib/postgresql'
@@ -44,7 +44,7 @@ function binDir (): string | null {
  * that silently did not run proves nothing.
  */
 export function postgresSkipReason (): string | false {
-  if (binDir() !== null) return false
+  if (postgresBinDir() !== null) return false
   const why = 'PostgreSQL is not installed (Debian: apt-get install postgresql); the multi-host store tests need a real server'
   if (process.env.MN_REQUIRE_POSTGRES) throw new Error(`${why}, and MN_REQUIRE_POSTGRES is set`)
   return why
@@ -52,11 +52,11 @@ export function postgresSkipReason (): string | false {
 
 /** As root, PostgreSQL's programs run as the postgres user; otherwise as this one. */
 function serverUser (): { uid?: number, gid?: number } {
-  return process.getuid?.() === 0 ? userIds('postgres') : {}
+  return process.getuid?.() === 0 ? postgresUserIds('postgres') : {}
 }
 
 export async function startPostgres (t: Pick<TestContext, 'after'>): Promise<TestPostgres> {
-  const bin = binDir()
+  const bin = postgresBinDir()
   if (!bin) throw new Error('PostgreSQL is not installed')
   const dir = mkdtempSync(join(tmpdir(), 'metanode-pg-'))
   const user = serverUser()
@@ -129,7 +129,8 @@ export async function startPostgres (t: Pick<TestContext, 'after'>): Promise<Tes
   }
 }
 
-function userIds (user: string): { uid: number, gid: number } {
+/** The uid and gid of a user (the server runs as `postgres` when this process is root). */
+export function postgresUserIds (user: string): { uid: number, gid: number } {
   const out = spawnSync('id', ['-u', user], { encoding: 'utf8' })
   const group = spawnSync('id', ['-g', user], { encoding: 'utf8' })
   if (out.status !== 0 || group.status !== 0) throw new Error(`running PostgreSQL as root needs the "${user}" user (Debian's postgresql package creates it)`)
