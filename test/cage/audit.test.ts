@@ -7,7 +7,7 @@ import {
   AuditLog, GENESIS_HASH, actorOf, auditHash, canonicalAuditLine, type AuditEntry,
 } from '../../src/cage/audit.js'
 import { openPostgres } from '../../src/store/index.js'
-import { postgresEngine, sqlEngines, testPostgres } from '../helpers/sql-engines.js'
+import { postgresEngine, sharedDatabase, sqlEngines, testPostgres } from '../helpers/sql-engines.js'
 import { tamper } from './helpers.js'
 
 async function fill (audit: AuditLog, n: number, startMs = 1_700_000_000_000): Promise<AuditEntry[]> {
@@ -208,9 +208,8 @@ for (const engine of sqlEngines()) {
 
 describe('the audit log of a fleet on one PostgreSQL database', { skip: postgresEngine.skip }, () => {
   test('hub processes appending at once extend one chain, without a fork or a gap', async t => {
-    const url = await (await testPostgres()).createDatabase()
-    const connections = await Promise.all([openPostgres({ url }), openPostgres({ url }), openPostgres({ url })])
-    t.after(() => Promise.all(connections.map(db => db.close())))
+    const { connect } = await sharedDatabase(postgresEngine, t)
+    const connections = [await connect(), await connect(), await connect()]
     const logs = connections.map(db => new AuditLog(db))
     await Promise.all(logs.flatMap((audit, p) => Array.from({ length: 30 }, (_, i) =>
       audit.append({ actor: `principal:${String(p).repeat(32)}`, action: 'state.update', target: `d${i}` }))))

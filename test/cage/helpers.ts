@@ -1,25 +1,17 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import BetterSqlite3 from 'better-sqlite3'
-import { openSqlite, SqliteSql, type SqlDatabase } from '../../src/store/index.js'
+import { SqliteSql, type SqlDatabase } from '../../src/store/index.js'
+import { sqliteEngine } from '../helpers/sql-engines.js'
 
 export interface TempDb {
   sql: SqliteSql
   file: string
 }
 
-/** A migrated database in a temp dir, closed and removed after the test. */
+/** A migrated SQLite file in a temp dir, closed and removed after the test. */
 export async function tempDb (t: TestContext): Promise<TempDb> {
-  const dir = await mkdtemp(join(tmpdir(), 'metanode-cage-'))
-  const file = join(dir, 'hub.db')
-  const sql = openSqlite(file)
-  t.after(async () => {
-    await sql.close()
-    await rm(dir, { recursive: true, force: true })
-  })
-  return { sql, file }
+  const sql = await sqliteEngine.open(t)
+  return { sql, file: sql.connection.name }
 }
 
 /**

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict'
-import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import { AuditLog, type AuditHead } from '../../src/cage/audit.js'
 import { PolicyStore, type PolicyStoreOptions, type StoredRule } from '../../src/cage/policy-store.js'
 import { DEFAULT_RULES, RULES_MAX, type RequestFacts } from '../../src/cage/policy.js'
 import { PolicyValidationError } from '../../src/cage/errors.js'
-import { bumpChangeCounter, openPostgres, openSqlite, readChangeCounter, type SqlDatabase } from '../../src/store/index.js'
-import { sqlEngines, type SqlEngine } from '../helpers/sql-engines.js'
+import { bumpChangeCounter, readChangeCounter, type SqlDatabase } from '../../src/store/index.js'
+import { sharedDatabase, sqlEngines, type SqlEngine } from '../helpers/sql-engines.js'
 
 const ADMIN = { actor: 'admin', source: '127.0.0.1' }
 const BLOCK_X = { id: 'block-x', match: { path: '/x' }, action: { type: 'block', reason: 'x is closed' } }
@@ -30,12 +29,7 @@ interface Env {
 
 /** A fresh database on `engine`, and a store over it that does not seed unless asked. */
 async function open (engine: SqlEngine, t: TestContext, options: Partial<PolicyStoreOptions> = {}): Promise<Env> {
-  const { databaseUrl, dataDir } = await engine.fresh(t)
-  const connect = async (): Promise<SqlDatabase> => {
-    const db = databaseUrl === undefined ? openSqlite(join(dataDir, 'metanode.db')) : await openPostgres({ url: databaseUrl })
-    t.after(() => db.close())
-    return db
-  }
+  const { connect } = await sharedDatabase(engine, t)
   const db = await connect()
   const audit = new AuditLog(db)
   const store = await openStore(t, db, { audit, seedDefaults: false, ...options })

@@ -71,6 +71,24 @@ export const postgresEngine: SqlEngine<PostgresSql> = {
   },
 }
 
+/**
+ * One fresh database of `engine` that several connections share, as a fleet's processes
+ * do: `target` names it for another process (its URL, or the SQLite file's path), and each
+ * `connect()` opens one more connection, closed when `t` ends. The first applies the schema.
+ */
+export async function sharedDatabase (engine: SqlEngine, t: After): Promise<{ target: string, connect (): Promise<SqlDatabase> }> {
+  const { databaseUrl, dataDir } = await engine.fresh(t)
+  const target = databaseUrl ?? join(dataDir, 'metanode.db')
+  return {
+    target,
+    async connect () {
+      const db = databaseUrl !== undefined ? await openPostgres({ url: databaseUrl }) : openSqlite(target)
+      t.after(() => db.close())
+      return db
+    },
+  }
+}
+
 export function sqlEngines (): Array<SqlEngine> {
   return [sqliteEngine, postgresEngine]
 }

@@ -4,18 +4,17 @@
  * order.
  */
 import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { TestContext } from 'node:test'
 import type { MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import type { Hub } from '../../src/hub.js'
-import { openPostgres, openSqlite, type SqlDatabase } from '../../src/store/index.js'
+import type { SqlDatabase } from '../../src/store/index.js'
 import { createStateService, type StateService, type StateServiceOptions } from '../../src/state/service.js'
 import { parsePayload, type Envelope, type ParsedItem } from '../../src/protocol/index.js'
 import { collect, makeKeyPair, type TestPrincipal } from '../helpers/hub.js'
-import { sqliteEngine, type SqlEngine } from '../helpers/sql-engines.js'
+import { sharedDatabase as sharedOfEngine, sqliteEngine, type SqlEngine } from '../helpers/sql-engines.js'
 
 type After = Pick<TestContext, 'after'>
 
@@ -83,15 +82,9 @@ export async function enrol (db: SqlDatabase, role: TestPrincipal['role'] = 'dev
  * process (its URL, or the SQLite file's path).
  */
 export async function sharedDatabase (t: After, engine: SqlEngine): Promise<{ db: SqlDatabase, target: string, open (): Promise<SqlDatabase> }> {
-  const { databaseUrl, dataDir } = await engine.fresh(t)
-  const target = databaseUrl ?? join(dataDir, 'metanode.db')
-  const open = async (): Promise<SqlDatabase> => {
-    const db = databaseUrl !== undefined ? await openPostgres({ url: databaseUrl }) : openSqlite(target)
-    t.after(() => db.close())
-    return db
-  }
+  const { target, connect } = await sharedOfEngine(engine, t)
   // The first connection applies the schema, before anyone else opens the database.
-  return { db: await open(), target, open }
+  return { db: await connect(), target, open: connect }
 }
 
 /** A change the state process is asked to make. */

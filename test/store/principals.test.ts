@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { BadRequestError, ConflictError, NotFoundError } from '../../src/errors.js'
-import { openPostgres } from '../../src/store/database.js'
 import { PrincipalStore, principalIdFromPublicKey } from '../../src/store/index.js'
-import { sqlEngines, postgresEngine, testPostgres } from '../helpers/sql-engines.js'
+import { sharedDatabase, sqlEngines, postgresEngine } from '../helpers/sql-engines.js'
 import { hex, newPublicKey } from './helpers.js'
 
 for (const engine of sqlEngines()) {
@@ -151,11 +150,9 @@ for (const engine of sqlEngines()) {
 
 describe('principals shared by processes (PostgreSQL)', { skip: postgresEngine.skip }, () => {
   test('one key enrolled at once through two connections: one principal, the other a conflict', async (t) => {
-    const url = await (await testPostgres()).createDatabase()
-    const first = await openPostgres({ url })
-    t.after(() => first.close())
-    const second = await openPostgres({ url })
-    t.after(() => second.close())
+    const { connect } = await sharedDatabase(postgresEngine, t)
+    const first = await connect()
+    const second = await connect()
     const stores = [new PrincipalStore(first), new PrincipalStore(second)]
     const key = await newPublicKey()
     const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => stores[i % 2].create({ publicKey: key, role: 'device' })))

@@ -6,9 +6,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../../src/errors.js'
-import { openPostgres } from '../../src/store/database.js'
 import { PrincipalStore, ProvisioningStore, type SqlDatabase } from '../../src/store/index.js'
-import { sqlEngines, postgresEngine, testPostgres } from '../helpers/sql-engines.js'
+import { sharedDatabase, sqlEngines, postgresEngine } from '../helpers/sql-engines.js'
 import { hex, newPublicKey } from './helpers.js'
 
 const HOUR = 3_600_000
@@ -109,11 +108,9 @@ for (const engine of sqlEngines()) {
 
 describe('provisioning shared by processes (PostgreSQL)', { skip: postgresEngine.skip }, () => {
   test('a token of one use redeemed at once through two connections enrols one principal', async (t) => {
-    const url = await (await testPostgres()).createDatabase()
-    const first = await openPostgres({ url })
-    t.after(() => first.close())
-    const second = await openPostgres({ url })
-    t.after(() => second.close())
+    const { connect } = await sharedDatabase(postgresEngine, t)
+    const first = await connect()
+    const second = await connect()
     const hosts = [stores(first), stores(second)]
     const { token, record } = await hosts[0].provisioning.create({ role: 'device', usesMax: 1, expires: Date.now() + HOUR })
     const keys = await Promise.all(Array.from({ length: 12 }, () => newPublicKey()))

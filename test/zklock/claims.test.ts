@@ -15,8 +15,8 @@ import { TreeStore } from '../../src/zklock/tree-store.js'
 import { createVerifierPool } from '../../src/zklock/verifier-pool.js'
 import { ClaimError, createClaimService, type ClaimRequest, type ClaimService } from '../../src/zklock/claims.js'
 import { claimRoutes } from '../../src/zklock/claim-routes.js'
-import { sqlEngines, type SqlEngine } from '../helpers/sql-engines.js'
-import { addPrincipal, sharedDatabase } from './sql-helpers.js'
+import { sharedDatabase, sqlEngines, type SqlEngine } from '../helpers/sql-engines.js'
+import { addPrincipal } from './sql-helpers.js'
 
 const BUILD = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'circuits', 'build')
 const vkey = JSON.parse(readFileSync(join(BUILD, 'verification_key.json'), 'utf8')) as snarkjs.VerificationKey
@@ -144,7 +144,7 @@ for (const engine of sqlEngines()) {
       // both pass the cheap checks, both proofs verify, and the nullifier's primary key
       // decides. (On SQLite the two connections are two processes' in practice: one process
       // holding two would block on the file's write lock; there the race is on one connection.)
-      const connect = await sharedDatabase(engine, t)
+      const { connect } = await sharedDatabase(engine, t)
       const dbA = await connect()
       const a = await serviceOn(dbA)
       const b = engine.name === 'postgres' ? await serviceOn(await connect()) : a

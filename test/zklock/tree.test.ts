@@ -7,8 +7,8 @@ import { IncrementalMerkleTree, FIELD_P, zeros } from '../../src/zklock/tree.js'
 import { TreeStore } from '../../src/zklock/tree-store.js'
 import { treeRoutes } from '../../src/zklock/tree-routes.js'
 import type { Identity } from '../../src/cage/identity.js'
-import { sqlEngines } from '../helpers/sql-engines.js'
-import { addPrincipal, revokePrincipal, sharedDatabase } from './sql-helpers.js'
+import { sharedDatabase, sqlEngines } from '../helpers/sql-engines.js'
+import { addPrincipal, revokePrincipal } from './sql-helpers.js'
 
 /** The root of a full binary tree over `leaves` padded with 0 to 2^depth, hashing every node. */
 function bruteForceRoot (leaves: bigint[], depth: number): bigint {
@@ -74,7 +74,7 @@ test('depth-20 roots equal the circuit spec\'s sparse tree and a brute-force dep
 for (const engine of sqlEngines()) {
   describe(`the identity tree store on ${engine.name}`, { skip: engine.skip }, () => {
     test('the store appends commitments, records roots and survives reopen', async t => {
-      const connect = await sharedDatabase(engine, t)
+      const { connect } = await sharedDatabase(engine, t)
       const leaves = leavesN(5)
       const sparse = new SparseMerkleTree()
       const roots: string[] = []
@@ -215,7 +215,7 @@ for (const engine of sqlEngines()) {
     test('two stores on one database see each other\'s appends and continue one tree', async t => {
       // Two connections, as two hub processes sharing the database hold: each appends in
       // turn, and each must notice the other's leaves before its next read or append.
-      const connect = await sharedDatabase(engine, t)
+      const { connect } = await sharedDatabase(engine, t)
       const [dbA, dbB] = [await connect(), await connect()]
       const [a, b] = [await TreeStore.open(dbA), await TreeStore.open(dbB)]
       const leaves = leavesN(6)
@@ -240,7 +240,7 @@ for (const engine of sqlEngines()) {
       // second would wait on the file's write lock without letting the first finish), so
       // there the race is on one connection; on PostgreSQL it is on two, each with a pool of
       // its own, which is what two hosts of a fleet are.
-      const connect = await sharedDatabase(engine, t)
+      const { connect } = await sharedDatabase(engine, t)
       const dbA = await connect()
       const dbB = engine.name === 'postgres' ? await connect() : dbA
       const [a, b] = [await TreeStore.open(dbA), await TreeStore.open(dbB)]
